@@ -1,0 +1,153 @@
+"""The torch ``Dataset`` over an on-disk dataset, with seeded train/val/test splits.
+
+Volumes are decoded from TIFF once into a uint8 cache file (``<root>/cache/volumes-<key>.npy``,
+memory-mapped afterwards), so a training epoch is bound by the model, not by TIFF decoding.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data_pipeline.io import (K_COLUMNS, DataError, atomic_path, read_dataset_meta,
+                              read_properties, read_volume, volume_path)
+
+SPLITS = ("train", "val", "test")
+
+
+def labeled_table(root: str | os.PathLike):
+    """Rows of properties.csv whose labels are usable (status ok, no NaN in the properties)."""
+    meta = read_dataset_meta(root)
+    df = read_properties(root)
+    if df.empty:
+        raise DataError(f"{Path(root) / 'properties.csv'}: no labeled samples")
+    if "status" in df.columns:
+        df = df[df["status"].fillna("ok") == "ok"]
+    cols = ["porosity"] + [c for c in K_COLUMNS[int(meta["dims"])] if c in df.columns]
+    df = df.dropna(subset=cols)
+    return df.sort_values("sample_id").reset_index(drop=True)
+
+
+def split_ids(ids: Sequence[str], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic split of sample ids into train/val/test.
+
+    The result depends only on the set of ids, the fractions and the seed (not on their order).
+    Every split of a dataset with at least 3 samples gets at least one sample.
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) < 0:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    ids = sorted(ids)
+    n = len(ids)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, round(fractions[1] * n)) if n >= 3 and fractions[1] > 0 else 0
+    n_test = max(1, round(fractions[2] * n)) if n >= 3 and fractions[2] > 0 else 0
+    n_train = n - n_val - n_test
+    parts = np.split(order, [n_train, n_train + n_val])
+    return {name: [ids[i] for i in sorted(p)] for name, p in zip(SPLITS, parts)}
+
+
+def subset_ids(ids: Sequence[str], size: int | None, seed: int = 0) -> list[str]:
+    """A seeded subset of ``size`` ids (all of them when size is None or >= len(ids)).
+
+    Nested: for one seed, the subset of size n is contained in the subset of size m > n,
+    so dataset-size ablations compare like with like.
+    """
+    ids = sorted(ids)
+    if size is None or size >= len(ids):
+        return ids
+    if size < 1:
+        raise ValueError(f"dataset_size must be >= 1, got {size}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return sorted(ids[i] for i in order[:size])
+
+
+def dataset_hash(root: str | os.PathLike) -> str:
+    """Short content hash of dataset.yaml + properties.csv (identifies a labeled dataset)."""
+    h = hashlib.sha256()
+    for name in ("dataset.yaml", "properties.csv"):
+        p = Path(root) / name
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _volume_cache(root: Path, ids: list[str], shape: tuple[int, ...]) -> np.memmap:
+    """uint8 memmap (N, *shape) of the volumes of ``ids``, built once and reused."""
+    cache_dir = root / "cache"
+    key = hashlib.sha256(json.dumps([ids, list(shape)]).encode()).hexdigest()[:16]
+    path = cache_dir / f"volumes-{key}.npy"
+    full = (len(ids), *shape)
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full)
+            for i, sid in enumerate(ids):
+                im = read_volume(volume_path(root, sid))
+                if im.shape != tuple(shape):
+                    raise DataError(f"{volume_path(root, sid)}: shape {im.shape}, dataset.yaml says {tuple(shape)}")
+                mm[i] = im
+            mm.flush()
+            del mm
+    mm = np.load(path, mmap_mode="r")
+    if mm.shape != full:
+        raise DataError(f"{path}: stale cache (shape {mm.shape}, expected {full}); delete it")
+    return mm
+
+
+class VoxelDataset(Dataset):
+    """Labeled volumes of one split of a dataset folder.
+
+    Parameters
+    ----------
+    root : dataset folder (DESIGN.md layout)
+    split : "train", "val", "test" or "all"
+    properties : property columns returned as targets; default porosity and the diagonal k
+    fractions, split_seed : the split (fixed per dataset so val/test never move)
+    dataset_size, subset_seed : train on a seeded nested subset of the split (None = all)
+
+    Items are ``(x, y)``: x (1, *shape) float32 in {0, 1} (1 = pore), y (P,) float32 raw
+    values (porosity, permeability in lattice units); normalization belongs to the model.
+    """
+
+    def __init__(self, root, split: str = "train", properties: Sequence[str] | None = None,
+                 fractions=(0.8, 0.1, 0.1), split_seed: int = 0,
+                 dataset_size: int | None = None, subset_seed: int = 0):
+        self.root = Path(root)
+        self.meta = read_dataset_meta(self.root)
+        self.dims = int(self.meta["dims"])
+        self.shape = tuple(int(s) for s in self.meta["shape"])
+        table = labeled_table(self.root)
+        if properties is None:
+            properties = ["porosity"] + [c for c in ("k_xx", "k_yy", "k_zz")[: self.dims]]
+        missing = [p for p in properties if p not in table.columns]
+        if missing:
+            raise DataError(f"{self.root / 'properties.csv'}: no column(s) {missing}")
+        self.properties = list(properties)
+        all_ids = table["sample_id"].tolist()
+        if split == "all":
+            ids = sorted(all_ids)
+        elif split in SPLITS:
+            ids = split_ids(all_ids, fractions, split_seed)[split]
+        else:
+            raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
+        self.ids = subset_ids(ids, dataset_size, subset_seed)
+        table = table.set_index("sample_id").loc[self.ids]
+        self.targets = table[self.properties].to_numpy(np.float32)  # (N, P)
+        self._volumes = _volume_cache(self.root, self.ids, self.shape) if self.ids else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        x = torch.from_numpy(np.asarray(self._volumes[i], dtype=np.float32))[None]  # (1, *shape)
+        y = torch.from_numpy(self.targets[i])  # (P,)
+        return x, y
+
+    def volumes(self) -> np.ndarray:
+        """All volumes of this split as a bool array (N, *shape)."""
+        return np.asarray(self._volumes, dtype=bool)

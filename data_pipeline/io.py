@@ -1,0 +1,137 @@
+"""File formats of the on-disk dataset (see ../shared/DESIGN.md): atomic writes, clear errors.
+
+Vocabulary: ``im`` is a bool array, True = pore. On disk a volume is a uint8 TIFF, 1 = pore,
+0 = solid, 3D stored as a (Z, Y, X) page stack, 2D as one (Y, X) page.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import tifffile
+import yaml
+
+DATASET_YAML = "dataset.yaml"
+PROPERTIES_CSV = "properties.csv"
+VOLUMES_DIR = "volumes"
+
+#: Permeability tensor components stored per dimensionality, in (x, y, z) tensor indices.
+K_COLUMNS = {2: ["k_xx", "k_yy", "k_xy"], 3: ["k_xx", "k_yy", "k_zz", "k_xy", "k_xz", "k_yz"]}
+#: Columns every properties.csv has (beside the K_COLUMNS of its dims), in this order.
+BASE_COLUMNS = ["sample_id", "porosity"]
+DIAG_COLUMNS = ["steps", "converged", "residual", "max_mach", "labeler", "status", "error"]
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, sample or field."""
+
+
+def property_columns(dims: int) -> list[str]:
+    """All columns of properties.csv for a dataset of ``dims`` dimensions, in order."""
+    if dims not in K_COLUMNS:
+        raise DataError(f"dims must be 2 or 3, got {dims!r}")
+    return BASE_COLUMNS + K_COLUMNS[dims] + DIAG_COLUMNS
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the target folder; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_volume(path: str | os.PathLike, im: np.ndarray) -> None:
+    """Write a bool/0-1 volume as a uint8 TIFF (1 = pore) atomically.
+
+    Parameters
+    ----------
+    path : path of the .tif file
+    im : (Y, X) or (Z, Y, X) array; nonzero = pore
+    """
+    im = np.asarray(im)
+    if im.ndim not in (2, 3):
+        raise DataError(f"{path}: a volume must be 2D or 3D, got shape {im.shape}")
+    data = (im != 0).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, data, photometric="minisblack", compression=None)
+
+
+def read_volume(path: str | os.PathLike, pore_value: int | None = None) -> np.ndarray:
+    """Read a binary TIFF volume as a bool array (True = pore).
+
+    Parameters
+    ----------
+    path : a single- or multi-page TIFF
+    pore_value : None (default): nonzero voxels are pore. An integer: voxels equal to it are pore.
+
+    Raises
+    ------
+    DataError : the file is missing, not a TIFF, not 2D/3D, or not binary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        arr = tifffile.imread(path)
+    except Exception as exc:  # tifffile raises several types for non-TIFF input
+        raise DataError(f"{path}: not a readable TIFF image ({exc})") from exc
+    arr = np.squeeze(arr)
+    if arr.ndim not in (2, 3):
+        raise DataError(f"{path}: expected a 2D image or 3D page stack, got shape {arr.shape}")
+    values = np.unique(arr)
+    if values.size > 2:
+        raise DataError(
+            f"{path}: not binary ({values.size} distinct values, e.g. {values[:5].tolist()}); "
+            "binarize it first (the import command takes --threshold or --otsu)")
+    if pore_value is None:
+        return arr != 0
+    return arr == pore_value
+
+
+def write_yaml(path: str | os.PathLike, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def read_dataset_meta(root: str | os.PathLike) -> dict:
+    """Read ``<root>/dataset.yaml``; raise DataError naming the file if missing or invalid."""
+    path = Path(root) / DATASET_YAML
+    if not path.is_file():
+        raise DataError(f"{path}: missing; {root} is not a dataset folder")
+    meta = yaml.safe_load(path.read_text()) or {}
+    for key in ("dims", "shape"):
+        if key not in meta:
+            raise DataError(f"{path}: field {key!r} is missing")
+    return meta
+
+
+def write_properties(root: str | os.PathLike, df: pd.DataFrame) -> None:
+    """Write properties.csv atomically, sorted by sample_id."""
+    with atomic_path(Path(root) / PROPERTIES_CSV) as tmp:
+        df.sort_values("sample_id").to_csv(tmp, index=False)
+
+
+def read_properties(root: str | os.PathLike) -> pd.DataFrame:
+    """Read properties.csv (sample_id as str). Missing file -> empty frame with no rows."""
+    path = Path(root) / PROPERTIES_CSV
+    if not path.is_file():
+        return pd.DataFrame(columns=BASE_COLUMNS)
+    return pd.read_csv(path, dtype={"sample_id": str})
+
+
+def volume_path(root: str | os.PathLike, sample_id: str) -> Path:
+    return Path(root) / VOLUMES_DIR / f"{sample_id}.tif"
