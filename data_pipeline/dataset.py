@@ -137,7 +137,7 @@ class VoxelDataset(Dataset):
             raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
         self.ids = subset_ids(ids, dataset_size, subset_seed)
         table = table.set_index("sample_id").loc[self.ids]
-        self.targets = table[self.properties].to_numpy(np.float32)  # (N, P)
+        self.targets = np.array(table[self.properties].to_numpy(np.float32), copy=True)  # (N, P), writable
         self._volumes = _volume_cache(self.root, self.ids, self.shape) if self.ids else None
 
     def __len__(self) -> int:
