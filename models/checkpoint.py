@@ -1,0 +1,180 @@
+"""Checkpoint folders and the property normalization that travels with them.
+
+A checkpoint is a folder, written atomically (built beside the target, then renamed onto it):
+
+    model.safetensors   model weights (state_dict; safetensors, no pickle)
+    config.json         the full PVAEConfig
+    norm.json           Normalizer statistics (so predictions come back in real units)
+    metrics.json        epoch, best_val, history (per-epoch metrics), bad_epochs, ...
+    train_state.pt      optimizer, scheduler and RNG state; only tensors, numbers, strings,
+                        lists and dicts: loadable with torch.load(..., weights_only=True)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.config import PVAEConfig
+from models.pvae import PVAE
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+NORM = "norm.json"
+METRICS = "metrics.json"
+TRAIN_STATE = "train_state.pt"
+
+
+def is_log_property(name: str) -> bool:
+    """Diagonal permeability components are learned as log10 k; porosity and off-diagonals linearly."""
+    return name.startswith("k_") and len(name) == 4 and name[2] == name[3]
+
+
+class Normalizer:
+    """Maps raw properties (N, P) to normalized targets and back.
+
+    raw -> "log space" (log10 of max(k, k_floor) for diagonal permeabilities, identity otherwise)
+    -> standardized with the mean/std of the training subset. ``inverse_log`` stops in log space,
+    the space in which evaluation reports R^2 and MAE ("real units (log10 k)").
+    """
+
+    def __init__(self, names, mean, std, log, k_floor: float = 1e-6):
+        self.names = list(names)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        self.log = [bool(v) for v in log]
+        self.k_floor = float(k_floor)
+        if not (len(self.names) == self.mean.size == self.std.size == len(self.log)):
+            raise ValueError("Normalizer: names, mean, std and log must have the same length")
+
+    @classmethod
+    def fit(cls, names, y_raw: np.ndarray, k_floor: float = 1e-6) -> "Normalizer":
+        names = list(names)
+        log = [is_log_property(n) for n in names]
+        probe = cls(names, np.zeros(len(names)), np.ones(len(names)), log, k_floor)
+        y_log = probe.to_log(y_raw)  # (N, P)
+        if y_log.shape[0] == 0:
+            raise ValueError("Normalizer.fit: no samples")
+        mean = y_log.mean(axis=0)
+        std = y_log.std(axis=0)
+        std = np.where(std > 1e-12, std, 1.0)  # a constant property stays finite
+        return cls(names, mean, std, log, k_floor)
+
+    def to_log(self, y_raw) -> np.ndarray:
+        """Raw (N, P) -> log space (log10 k for diagonal k, clamped at k_floor)."""
+        y = np.array(y_raw, dtype=np.float64, copy=True).reshape(-1, len(self.names))
+        for j, is_log in enumerate(self.log):
+            if is_log:
+                y[:, j] = np.log10(np.maximum(y[:, j], self.k_floor))
+        return y
+
+    def from_log(self, y_log) -> np.ndarray:
+        y = np.array(y_log, dtype=np.float64, copy=True).reshape(-1, len(self.names))
+        for j, is_log in enumerate(self.log):
+            if is_log:
+                y[:, j] = 10.0 ** y[:, j]
+        return y
+
+    def transform(self, y_raw) -> np.ndarray:
+        """Raw (N, P) -> normalized (N, P) float32."""
+        return ((self.to_log(y_raw) - self.mean) / self.std).astype(np.float32)
+
+    def inverse_log(self, y_norm) -> np.ndarray:
+        """Normalized (N, P) -> log space (log10 k), float64."""
+        y = np.asarray(y_norm, dtype=np.float64).reshape(-1, len(self.names))
+        return y * self.std + self.mean
+
+    def inverse(self, y_norm) -> np.ndarray:
+        """Normalized (N, P) -> raw units (porosity; k in lattice units, voxel^2), float64."""
+        return self.from_log(self.inverse_log(y_norm))
+
+    def to_dict(self) -> dict:
+        return {"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "log": self.log, "k_floor": self.k_floor}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(d["names"], d["mean"], d["std"], d["log"], d.get("k_floor", 1e-6))
+
+
+def _json_safe(obj):
+    """Replace non-finite floats by None so the JSON stays standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+def write_checkpoint(folder, model: torch.nn.Module, cfg: PVAEConfig, norm: Normalizer,
+                     metrics: dict, train_state: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically (a crash never leaves a half-written ``folder``)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+        (tmp / NORM).write_text(json.dumps(norm.to_dict(), indent=2))
+        (tmp / METRICS).write_text(json.dumps(_json_safe(metrics), indent=2))
+        if train_state is not None:
+            torch.save(train_state, tmp / TRAIN_STATE)
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def read_config(folder) -> PVAEConfig:
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; {folder} is not a pVAE checkpoint folder")
+    return PVAEConfig.from_dict(json.loads(path.read_text()))
+
+
+def read_metrics(folder) -> dict:
+    path = Path(folder) / METRICS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_train_state(folder) -> dict:
+    path = Path(folder) / TRAIN_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; cannot resume training from {folder}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_model(folder, device: str | torch.device = "cpu") -> tuple[PVAE, PVAEConfig, Normalizer]:
+    """Load a checkpoint folder -> (model in eval mode on ``device``, config, normalizer)."""
+    folder = Path(folder)
+    cfg = read_config(folder)
+    for name in (WEIGHTS, NORM):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing; incomplete pVAE checkpoint")
+    norm = Normalizer.from_dict(json.loads((folder / NORM).read_text()))
+    model = PVAE.from_config(cfg)
+    state = load_file(str(folder / WEIGHTS), device="cpu")
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return model, cfg, norm

@@ -1,0 +1,204 @@
+"""The one flat config of the pVAE stage (model, loss, optimisation, data), JSON/YAML-serializable.
+
+Every field is a plain value (int, float, str, bool, None or a list of those) so the config can be
+written into each checkpoint (``config.json``), logged to MLflow and swept by Ray Tune. An unknown
+key fails at once (``from_dict`` / ``load_config``), like nanoGPT's "Unknown config key".
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+NORMS = ("batch", "group", "none")
+SCHEDULERS = ("cosine", "plateau", "none")
+ACTIVATIONS = ("relu", "silu", "leaky_relu")
+
+
+@dataclass
+class PVAEConfig:
+    """Configuration of one pVAE training run.
+
+    Model
+        dims (2 | 3), input_size (edge of the cubic/square input, voxels; any size >= 2**stages),
+        channels (one entry per strided encoder stage; the decoder mirrors them), kernel_size,
+        norm ("batch" | "group" | "none"), activation, dropout (channel dropout after each stage),
+        latent_dim, regressor_depth (hidden layers of the property MLP, 0 = linear),
+        regressor_width, properties (target columns of properties.csv).
+    Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
+        loss = recon + beta_eff * kl + alpha * prop, with recon the mean BCE per voxel, kl the closed
+        form KL(q(z|x) || N(0, I)) per sample divided by the number of voxels, prop the MSE of the
+        normalized properties; beta_eff ramps linearly from 0 to beta over beta_warmup_epochs.
+        k_floor: permeabilities (lattice units) below it are clamped before log10 (non-percolating
+        samples have k = 0).
+    Optimisation
+        AdamW (lr, weight_decay), scheduler ("cosine" to lr*min_lr_ratio over `epochs`, "plateau",
+        "none"), grad_clip (max global grad norm, 0 = off), early stopping after `patience` epochs
+        without a val_loss improvement larger than min_delta.
+    Data
+        dataset_size (seeded nested subset of the TRAIN split, None = all), split_seed and
+        split_fractions (fixed per dataset so val/test never move), seed (weights, shuffling, subset).
+    Runtime
+        device ("auto" = CUDA when available), num_threads (torch CPU threads), amp and
+        channels_last (used on CUDA only), eval_batch_size, n_generate (prior samples for the
+        generation statistics).
+    """
+
+    # model
+    dims: int = 3
+    input_size: int = 32
+    properties: list[str] = field(default_factory=lambda: ["porosity", "k_xx", "k_yy", "k_zz"])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    kernel_size: int = 3
+    norm: str = "batch"
+    activation: str = "silu"
+    dropout: float = 0.0
+    latent_dim: int = 16
+    regressor_depth: int = 2
+    regressor_width: int = 64
+    # loss
+    beta: float = 1.0
+    beta_warmup_epochs: int = 0
+    alpha: float = 1.0
+    k_floor: float = 1e-6
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    epochs: int = 20
+    scheduler: str = "cosine"
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    patience: int = 5
+    min_delta: float = 0.0
+    # data
+    dataset_size: int | None = None
+    seed: int = 0
+    split_seed: int = 0
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    # runtime
+    device: str = "auto"
+    num_threads: int | None = None
+    amp: bool = True
+    channels_last: bool = True
+    eval_batch_size: int = 64
+    n_generate: int = 64
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when a value is out of range."""
+        def bad(name, why):
+            raise ValueError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
+
+        if self.dims not in (2, 3):
+            bad("dims", "must be 2 or 3")
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            bad("channels", "must be a non-empty list of positive channel counts")
+        if self.input_size < 2 ** len(self.channels):
+            bad("input_size", f"too small for {len(self.channels)} stride-2 stages (need >= {2 ** len(self.channels)})")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            bad("kernel_size", "must be a positive odd number")
+        if self.norm not in NORMS:
+            bad("norm", f"must be one of {NORMS}")
+        if self.activation not in ACTIVATIONS:
+            bad("activation", f"must be one of {ACTIVATIONS}")
+        if self.scheduler not in SCHEDULERS:
+            bad("scheduler", f"must be one of {SCHEDULERS}")
+        if not 0 <= self.dropout < 1:
+            bad("dropout", "must be in [0, 1)")
+        for name in ("latent_dim", "regressor_width", "batch_size", "eval_batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                bad(name, "must be >= 1")
+        if self.regressor_depth < 0:
+            bad("regressor_depth", "must be >= 0")
+        if not self.properties:
+            bad("properties", "must name at least one property column")
+        for name in ("beta", "alpha", "lr", "weight_decay", "grad_clip", "k_floor"):
+            if float(getattr(self, name)) < 0:
+                bad(name, "must be >= 0")
+        if self.lr <= 0:
+            bad("lr", "must be > 0")
+        if self.dataset_size is not None and self.dataset_size < 1:
+            bad("dataset_size", "must be >= 1 or None")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            bad("split_fractions", "must be three fractions summing to 1")
+
+    # --- serialization -------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PVAEConfig":
+        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
+        names = set(cls.field_names())
+        for key in d:
+            if key not in names:
+                raise ValueError(f"Unknown config key {key!r}; valid keys: {', '.join(sorted(names))}")
+        kwargs = {}
+        for k, v in d.items():
+            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars from searchers
+                v = v.item()
+            if k in ("properties", "channels", "split_fractions") and v is not None:
+                v = list(v)
+            kwargs[k] = v
+        # integers that arrive as floats from search spaces (e.g. hyperopt quniform)
+        for k in ("dims", "input_size", "latent_dim", "regressor_depth", "regressor_width", "batch_size",
+                  "epochs", "beta_warmup_epochs", "patience", "seed", "split_seed", "kernel_size",
+                  "eval_batch_size", "n_generate"):
+            if k in kwargs and isinstance(kwargs[k], float) and kwargs[k].is_integer():
+                kwargs[k] = int(kwargs[k])
+        for k in ("dataset_size", "num_threads"):
+            if isinstance(kwargs.get(k), float) and kwargs[k].is_integer():
+                kwargs[k] = int(kwargs[k])
+        if "channels" in kwargs:
+            kwargs["channels"] = [int(c) for c in kwargs["channels"]]
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "PVAEConfig":
+        """A copy with some fields changed (unknown keys raise, like from_dict)."""
+        return PVAEConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_json(self, path: str | Path) -> None:
+        from data_pipeline.io import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def load_config(path: str | Path | None = None, **overrides) -> PVAEConfig:
+    """Read a flat YAML (or JSON) config file and apply keyword overrides.
+
+    ``path`` None gives the defaults plus overrides. Unknown keys raise ValueError naming the key
+    and the file.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a flat mapping of key: value")
+    data.update(overrides)
+    try:
+        return PVAEConfig.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{path or '<overrides>'}: {exc}") from None
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)

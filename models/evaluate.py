@@ -1,0 +1,221 @@
+"""Evaluation of a trained pVAE (reconstruction, properties, generation) and the `evaluate` verb.
+
+Units: porosity as a fraction; permeability metrics in log10 of lattice units (log10 voxel^2),
+the space in which the model learns it. S2 is the two-point correlation of the pore phase
+(periodic, via FFT), averaged over the axis directions, for lags r = 0 .. S//2 voxels.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models import plots
+from models.checkpoint import Normalizer, _json_safe
+from models.latent import slerp
+
+
+def two_point_s2(im: torch.Tensor) -> torch.Tensor:
+    """Two-point probability S2(r) of the pore phase along the axes, periodic boundaries.
+
+    im : (B, *shape) bool/0-1 (2D or 3D, cubic). Returns (B, S//2 + 1); S2(0) = porosity.
+    """
+    x = im.float()
+    spatial = tuple(range(1, x.ndim))
+    f = torch.fft.rfftn(x, dim=spatial)
+    auto = torch.fft.irfftn(f * f.conj(), s=x.shape[1:], dim=spatial) / np.prod(x.shape[1:])  # (B, *shape)
+    n = x.shape[1] // 2 + 1
+    curves = []
+    for ax in range(len(spatial)):
+        index = [slice(None)] + [0] * len(spatial)
+        index[1 + ax] = slice(0, n)
+        curves.append(auto[tuple(index)])
+    return torch.stack(curves).mean(0)  # (B, S//2 + 1)
+
+
+def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
+    ss_res = float(np.sum((true - pred) ** 2))
+    ss_tot = float(np.sum((true - true.mean()) ** 2))
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+@torch.no_grad()
+def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
+    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes."""
+    out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props")}
+    examples = None
+    for start in range(0, len(x_all), batch_size):
+        x = x_all[start:start + batch_size].to(device).float()  # (B, 1, *shape)
+        mu, _ = model.encode(x)  # (B, L)
+        logits = model.decode(mu).float()  # (B, 1, *shape)
+        dims = tuple(range(1, x.ndim))
+        out["bce"].append(F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dims))
+        pred, true = logits[:, 0] > 0, x[:, 0] > 0.5  # (B, *shape) bool
+        sdims = tuple(range(1, pred.ndim))
+        out["acc"].append((pred == true).float().mean(sdims))
+        inter, union = (pred & true).sum(sdims).float(), (pred | true).sum(sdims).float()
+        out["iou"].append(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)))
+        out["phi_true"].append(true.float().mean(sdims))
+        out["phi_rec"].append(pred.float().mean(sdims))
+        s2_t, s2_r = two_point_s2(true), two_point_s2(pred)  # (B, R)
+        out["s2_dist"].append(torch.sqrt(((s2_t - s2_r) ** 2).mean(1)))
+        out["mu"].append(mu.float())
+        out["props"].append(model.predict_properties(mu).float())
+        if examples is None:
+            examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy())
+    return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
+
+
+@torch.no_grad()
+def _decode_prior(model, n: int, latent_dim: int, seed: int, batch_size: int, device) -> np.ndarray:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, latent_dim, generator=g)  # (n, L)
+    vols = [torch.sigmoid(model.decode(z[s:s + batch_size].to(device)).float())[:, 0].cpu()
+            for s in range(0, n, batch_size)]
+    return torch.cat(vols).numpy()  # (n, *shape) probabilities
+
+
+def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out_dir=None,
+             history: list[dict] | None = None, device=None, train_samples: int = 256) -> dict:
+    """Metrics of ``model`` on ``split`` of ``dataset_dir``; PNG figures under ``out_dir`` when given.
+
+    Returns a flat dict:
+      recon_bce (nats/voxel), voxel_accuracy, pore_iou, porosity_error (mean |phi_rec - phi|),
+      porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
+      r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
+      gen_porosity_mean/std vs train_porosity_mean/std, gen_s2_distance (RMS between the mean S2
+      curves of decoded prior samples and of the training subset), gen_porosity_wasserstein;
+      n_samples, split; "figures": list of PNG paths (when out_dir is given).
+    """
+    from data_pipeline.dataset import VoxelDataset
+
+    device = torch.device(device or next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    fractions = tuple(cfg.split_fractions)
+    ds = VoxelDataset(dataset_dir, split, cfg.properties, fractions=fractions, split_seed=cfg.split_seed)
+    if len(ds) == 0:
+        raise ValueError(f"{dataset_dir}: split {split!r} is empty")
+    x_all = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
+    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device)
+
+    metrics: dict = {"split": split, "n_samples": len(ds),
+                     "recon_bce": float(per["bce"].mean()), "voxel_accuracy": float(per["acc"].mean()),
+                     "pore_iou": float(per["iou"].mean()),
+                     "porosity_error": float(np.abs(per["phi_rec"] - per["phi_true"]).mean()),
+                     "porosity_bias": float((per["phi_rec"] - per["phi_true"]).mean()),
+                     "s2_distance": float(per["s2_dist"].mean())}
+
+    true_log = norm.to_log(ds.targets)  # (N, P) evaluation units
+    pred_log = norm.inverse_log(per["props"])  # (N, P)
+    r2 = {}
+    for j, name in enumerate(cfg.properties):
+        r2[name] = r2_score(true_log[:, j], pred_log[:, j])
+        metrics[f"r2_{name}"] = r2[name]
+        metrics[f"mae_{name}"] = float(np.abs(true_log[:, j] - pred_log[:, j]).mean())
+    metrics["r2_mean"] = float(np.nanmean(list(r2.values())))
+
+    # generation: decoded prior samples vs the training subset the model saw
+    train = VoxelDataset(dataset_dir, "train", cfg.properties, fractions=fractions, split_seed=cfg.split_seed,
+                         dataset_size=cfg.dataset_size, subset_seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
+    train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
+    gen = _decode_prior(model, cfg.n_generate, cfg.latent_dim, cfg.seed, cfg.eval_batch_size, device)
+    gen_bin = torch.from_numpy(gen > 0.5)
+    phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
+    phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
+    s2_train, s2_gen = two_point_s2(train_vols).mean(0), two_point_s2(gen_bin).mean(0)
+    metrics.update({"gen_porosity_mean": float(phi_gen.mean()), "gen_porosity_std": float(phi_gen.std()),
+                    "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
+                    "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
+                    "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean()))})
+
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4]),
+                plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.properties, r2)]
+        colours = {"porosity": true_log[:, cfg.properties.index("porosity")]} if "porosity" in cfg.properties else {}
+        k_diag = [p for p in cfg.properties if norm.log[cfg.properties.index(p)]]
+        if k_diag:
+            colours[f"log10 {k_diag[0]}"] = true_log[:, cfg.properties.index(k_diag[0])]
+        if not colours:
+            colours[cfg.properties[0]] = true_log[:, 0]
+        figs.append(plots.plot_latent(out_dir / "latent.png", per["mu"], colours))
+        if len(ds) >= 2:
+            # the two test samples farthest apart in the first property: a path with visible change
+            a, b = int(np.argmin(true_log[:, 0])), int(np.argmax(true_log[:, 0]))
+            t = np.linspace(0, 1, 8)
+            path = torch.as_tensor(slerp(per["mu"][a], per["mu"][b], t), dtype=torch.float32)  # (T, L)
+            with torch.no_grad():
+                vols = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu().numpy()
+                props = norm.inverse_log(model.predict_properties(path.to(device)).float().cpu().numpy())
+            figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
+        figs.append(plots.plot_generated(out_dir / "generated.png", gen, phi_train, phi_gen))
+        if history:
+            figs.append(plots.plot_loss_curves(out_dir / "loss_curves.png", history))
+        metrics["figures"] = figs
+        from data_pipeline.io import atomic_path
+        with atomic_path(out_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(_json_safe(metrics), indent=2))
+    if was_training:
+        model.train()
+    return metrics
+
+
+def _wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import wasserstein_distance
+    return float(wasserstein_distance(a, b))
+
+
+def format_metrics(m: dict) -> str:
+    """A short human-readable table of the main metrics."""
+    lines = [f"{m['split']} split, {m['n_samples']} samples",
+             f"  reconstruction: BCE {m['recon_bce']:.4f} nats/voxel, voxel accuracy {m['voxel_accuracy']:.4f}, "
+             f"pore IoU {m['pore_iou']:.4f}, |porosity error| {m['porosity_error']:.4f}, "
+             f"S2 distance {m['s2_distance']:.4f}"]
+    props = [k[3:] for k in m if k.startswith("r2_") and k != "r2_mean"]
+    for p in props:
+        unit = " (log10 lattice units)" if p.startswith("k_") else ""
+        lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}  MAE {m['mae_' + p]:.4f}{unit}")
+    lines.append(f"  generation: porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
+                 f"(train {m['train_porosity_mean']:.3f} +- {m['train_porosity_std']:.3f}), "
+                 f"S2 distance of mean curves {m['gen_s2_distance']:.4f}")
+    if m.get("figures"):
+        lines.append(f"  figures: {', '.join(m['figures'])}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m models evaluate", description=(
+        "Evaluate a pVAE checkpoint: reconstruction (BCE, accuracy, pore IoU, porosity error, S2), "
+        "properties (R2, MAE; log10 k), generation statistics; writes metrics.json and PNG figures."))
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (e.g. runs/x/best)")
+    p.add_argument("--dataset", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument("--out", help="folder for metrics.json and the figures (default CHECKPOINT/../eval-SPLIT)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.checkpoint import load_model, read_metrics
+
+    args = build_parser().parse_args(argv)
+    ckpt = Path(args.checkpoint)
+    try:
+        model, cfg, norm = load_model(ckpt, device=args.device)
+        out = Path(args.out) if args.out else ckpt.parent / f"eval-{args.split}"
+        metrics = evaluate(model, cfg, norm, args.dataset, split=args.split, out_dir=out,
+                           history=read_metrics(ckpt).get("history"), device=args.device)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"python -m models evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_json_safe(metrics)) if args.json else format_metrics(metrics))
+    return 0

@@ -1,0 +1,304 @@
+"""Evaluation, figures and the ``train | evaluate | predict`` verbs of the permeability surrogate.
+
+Units: porosity as a fraction; diagonal permeabilities are scored in log10 of lattice units
+(log10 voxel^2, the space the model learns), off-diagonals linearly in lattice units (voxel^2).
+Relative errors of k are |k_pred - k_true| / k_true in lattice units (physical units cancel).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from models import plots  # noqa: E402
+from models.checkpoint import _json_safe  # noqa: E402
+from models.evaluate import r2_score  # noqa: E402
+
+PROG = "python -m models surrogate"
+
+
+# ================================================================================================
+# evaluation
+# ================================================================================================
+def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_floor: float) -> dict:
+    """Metrics of predictions against labels, both (N, P) in log space (log10 k on the diagonal).
+
+    Returns r2_<c>, mae_<c>, rmse_<c> per component (log10 k for diagonal k), r2_mean (over all
+    components), r2_log_k_diag (mean over the diagonal k), medrel_<k_ii> (median relative error
+    of k in lattice units over samples with k_true > k_floor), medrel_k (pooled over the diagonal),
+    medrel_offdiag (median |k_ij error| / mean diagonal k, pooled), and the normalized MSE of the
+    model against predicting the training mean (mse_norm, mse_norm_mean_baseline).
+    """
+    m: dict = {}
+    r2 = {}
+    for j, name in enumerate(names):
+        err = pred_log[:, j] - true_log[:, j]
+        r2[name] = r2_score(true_log[:, j], pred_log[:, j])
+        m[f"r2_{name}"] = r2[name]
+        m[f"mae_{name}"] = float(np.abs(err).mean())
+        m[f"rmse_{name}"] = float(np.sqrt((err**2).mean()))
+    m["r2_mean"] = float(np.nanmean(list(r2.values())))
+    diag = [j for j, n in enumerate(names) if norm.log[j]]
+    if diag:
+        m["r2_log_k_diag"] = float(np.nanmean([r2[names[j]] for j in diag]))
+        pooled = []
+        for j in diag:
+            k_true, k_pred = 10.0 ** true_log[:, j], 10.0 ** pred_log[:, j]
+            ok = k_true > k_floor
+            rel = np.abs(k_pred[ok] - k_true[ok]) / k_true[ok]
+            m[f"medrel_{names[j]}"] = float(np.median(rel)) if rel.size else float("nan")
+            m[f"n_nonpercolating_{names[j]}"] = int((~ok).sum())
+            pooled.append(rel)
+        pooled = np.concatenate(pooled)
+        m["medrel_k"] = float(np.median(pooled)) if pooled.size else float("nan")
+        off = [j for j, n in enumerate(names) if n.startswith("k_") and not norm.log[j]]
+        if off:
+            scale = np.mean([10.0 ** true_log[:, j] for j in diag], axis=0)  # (N,) mean diagonal k
+            ok = scale > k_floor
+            rel = np.concatenate([np.abs(pred_log[ok, j] - true_log[ok, j]) / scale[ok] for j in off])
+            m["medrel_offdiag"] = float(np.median(rel)) if rel.size else float("nan")
+    std = np.asarray(norm.std)
+    m["mse_norm"] = float((((pred_log - true_log) / std) ** 2).mean())
+    m["mse_norm_mean_baseline"] = float((((np.asarray(norm.mean) - true_log) / std) ** 2).mean())
+    return m
+
+
+def evaluate_surrogate(surrogate, dataset_dir, split: str = "test", out_dir=None, history=None,
+                       tta: bool = False) -> dict:
+    """Metrics of a Surrogate on ``split`` of ``dataset_dir`` (the split of its config's split_seed);
+    figures (parity per component, error against porosity, loss curves) and metrics.json under out_dir."""
+    from data_pipeline.dataset import VoxelDataset
+
+    cfg = surrogate.cfg
+    ds = VoxelDataset(dataset_dir, split, cfg.components, fractions=tuple(cfg.split_fractions),
+                      split_seed=cfg.split_seed)
+    if len(ds) == 0:
+        raise ValueError(f"{dataset_dir}: split {split!r} is empty")
+    vols = ds.volumes()  # (N, *shape) bool
+    t0 = time.perf_counter()
+    pred_log = surrogate.predict_log(vols, tta=tta)  # (N, P)
+    seconds = time.perf_counter() - t0
+    true_log = surrogate.norm.to_log(ds.targets)  # (N, P)
+    metrics = {"split": split, "n_samples": len(ds), "tta": bool(tta),
+               "volumes_per_s": len(ds) / max(seconds, 1e-9)}
+    metrics.update(score(true_log, pred_log, cfg.components, surrogate.norm, cfg.k_floor))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        r2 = {c: metrics[f"r2_{c}"] for c in cfg.components}
+        figs = [plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.components, r2)]
+        phi = vols.reshape(len(vols), -1).mean(1)
+        figs.append(plot_error_vs_porosity(out_dir / "error_vs_porosity.png", phi, true_log, pred_log,
+                                           cfg.components, surrogate.norm.log))
+        if history:
+            figs.append(plot_loss(out_dir / "loss_curves.png", history))
+        metrics["figures"] = figs
+        from data_pipeline.io import atomic_path
+        with atomic_path(out_dir / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(_json_safe(metrics), indent=2))
+        pred_df = pd.DataFrame({"sample_id": ds.ids, "porosity": phi})
+        for j, c in enumerate(cfg.components):
+            pred_df[f"true_{c}"] = true_log[:, j]
+            pred_df[f"pred_{c}"] = pred_log[:, j]
+        with atomic_path(out_dir / "predictions_log.csv") as tmp:
+            pred_df.to_csv(tmp, index=False)
+    return metrics
+
+
+def plot_error_vs_porosity(path, phi, true_log, pred_log, names, log_flags) -> str:
+    """Prediction error against porosity: log10 k error for diagonal k, linear error otherwise."""
+    p = len(names)
+    fig, axes = plt.subplots(1, p, figsize=(3.0 * p, 2.8), squeeze=False)
+    for j, (ax, name) in enumerate(zip(axes[0], names)):
+        ax.axhline(0, color="k", lw=0.8)
+        ax.scatter(phi, pred_log[:, j] - true_log[:, j], s=8)
+        ax.set_xlabel("porosity")
+        ax.set_ylabel(f"error of {'log10 ' if log_flags[j] else ''}{name}")
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    return plots._save(fig, path)
+
+
+def plot_loss(path, history: list[dict]) -> str:
+    """Train and validation MSE (normalized targets) against epoch."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(4.0, 3.0))
+    ax.plot(epochs, [h["train_loss"] for h in history], "-o", ms=3, label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], "--s", ms=3, label="val")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (normalized targets)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return plots._save(fig, path)
+
+
+def format_metrics(m: dict) -> str:
+    lines = [f"{m['split']} split, {m['n_samples']} samples ({m['volumes_per_s']:.0f} volumes/s"
+             f"{', TTA' if m.get('tta') else ''})"]
+    for key in [k for k in m if k.startswith("r2_") and k not in ("r2_mean", "r2_log_k_diag")]:
+        c = key[3:]
+        unit = " (log10 lattice units)" if f"medrel_{c}" in m else ""
+        extra = f"  median rel. error of k {m[f'medrel_{c}']:.3f}" if f"medrel_{c}" in m else ""
+        lines.append(f"  {c:<9} R2 {m[key]:.4f}  MAE {m['mae_' + c]:.4g}{unit}{extra}")
+    if "medrel_k" in m:
+        lines.append(f"  diagonal k: mean R2 of log10 k {m['r2_log_k_diag']:.4f}, median rel. error {m['medrel_k']:.3f}")
+    lines.append(f"  normalized MSE {m['mse_norm']:.4f} (predicting the training mean: {m['mse_norm_mean_baseline']:.4f})")
+    if m.get("figures"):
+        lines.append(f"  figures: {', '.join(m['figures'])}")
+    return "\n".join(lines)
+
+
+# ================================================================================================
+# labeling a dataset folder
+# ================================================================================================
+def label_folder(surrogate, dataset_dir, out_csv=None, write_properties: bool = False, overwrite: bool = False,
+                 batch_size: int | None = None, tta: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Predict every volume of ``dataset_dir/volumes`` (streamed in batches) -> one row per sample.
+
+    Rows have the properties.csv columns (porosity measured, k_* predicted, lattice units) and
+    ``labeler = surrogate:<checkpoint>``. ``out_csv`` (default DATASET/surrogate_predictions.csv) gets
+    all rows; with ``write_properties`` they also go into properties.csv for samples without an ok
+    label (solver labels are kept unless ``overwrite``).
+    """
+    from data_pipeline.io import (VOLUMES_DIR, DataError, atomic_path, property_columns,
+                                  read_dataset_meta, read_properties, read_volume)
+    from data_pipeline.io import write_properties as write_props
+
+    root = Path(dataset_dir)
+    meta = read_dataset_meta(root)
+    dims = int(meta["dims"])
+    if dims != surrogate.cfg.dims:
+        raise DataError(f"{root / 'dataset.yaml'}: dims {dims}, the surrogate takes dims {surrogate.cfg.dims}")
+    paths = sorted((root / VOLUMES_DIR).glob("*.tif"))
+    if not paths:
+        raise DataError(f"{root / VOLUMES_DIR}: no .tif volumes")
+    bs = batch_size or surrogate.cfg.eval_batch_size
+    labeler = f"surrogate:{surrogate.folder or 'in-memory'}"
+    rows = []
+    t0 = time.perf_counter()
+    for s in range(0, len(paths), bs):
+        chunk = paths[s:s + bs]
+        ims = np.stack([read_volume(p) for p in chunk])  # (B, *shape) bool
+        for p, r in zip(chunk, surrogate.predict(ims, tta=tta)):
+            rows.append({"sample_id": p.stem, **r, "steps": 0, "converged": True, "residual": np.nan,
+                         "max_mach": np.nan, "labeler": labeler, "status": "ok", "error": ""})
+        if progress:
+            print(f"\r{min(s + bs, len(paths))}/{len(paths)} volumes", end="", file=sys.stderr)
+    if progress:
+        print(f"  ({len(paths) / (time.perf_counter() - t0):.1f} volumes/s)", file=sys.stderr)
+    cols = property_columns(dims)
+    df = pd.DataFrame(rows)
+    extra = [c for c in df.columns if c not in cols]
+    df = df[[c for c in cols if c in df.columns] + extra]
+    out_csv = Path(out_csv) if out_csv else root / "surrogate_predictions.csv"
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    if write_properties:
+        old = read_properties(root)
+        if old.empty or overwrite:
+            ok_ids = set()
+        else:
+            status = old["status"].fillna("ok") if "status" in old.columns else pd.Series("ok", index=old.index)
+            ok_ids = set(old.loc[status == "ok", "sample_id"])
+        keep = old[old["sample_id"].isin(ok_ids) | ~old["sample_id"].isin(df["sample_id"])] if not old.empty else old
+        new = df[~df["sample_id"].isin(ok_ids)]
+        merged = pd.concat([keep, new[[c for c in new.columns if c in cols]]], ignore_index=True)
+        write_props(root, merged[[c for c in cols if c in merged.columns]])
+    return df
+
+
+# ================================================================================================
+# command line
+# ================================================================================================
+def _train_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="dataset folder (dataset.yaml, volumes/, properties.csv)")
+    p.add_argument("--config", help="YAML config (flat SurrogateConfig fields); defaults when omitted")
+    p.add_argument("--out", required=True, help="output folder (OUT/best, OUT/last, OUT/eval)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set epochs=5 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last if it exists")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation and figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=(
+        "Multiscale CNN permeability surrogate: train on solver-labeled volumes, evaluate, label folders."))
+    sub = p.add_subparsers(dest="verb", required=True)
+    _train_parser(sub.add_parser("train", prog=f"{PROG} train", help="train; writes OUT/best, OUT/last, OUT/eval",
+                                 description="Train the surrogate; then evaluate the best model on the test split."))
+    e = sub.add_parser("evaluate", prog=f"{PROG} evaluate", help="metrics and figures of a checkpoint",
+                       description="R2 / MAE (log10 k), median relative error of k, parity and "
+                                   "error-vs-porosity figures of a checkpoint on a dataset split.")
+    e.add_argument("--checkpoint", required=True, help="checkpoint folder (e.g. runs/x/best)")
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    e.add_argument("--out", help="folder for metrics.json and figures (default CHECKPOINT/../eval-SPLIT)")
+    e.add_argument("--tta", action="store_true", help="average over the symmetry group (8 in 2D, 48 in 3D)")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    q = sub.add_parser("predict", prog=f"{PROG} predict", help="label every volume of a dataset folder",
+                       description="Predict porosity-consistent permeability labels (lattice units) for every "
+                                   "volume of a dataset folder.")
+    q.add_argument("--checkpoint", required=True)
+    q.add_argument("--dataset", required=True)
+    q.add_argument("--out", help="CSV of predictions (default DATASET/surrogate_predictions.csv)")
+    q.add_argument("--write-properties", action="store_true",
+                   help="also write the predictions into properties.csv for samples without an ok label "
+                        "(labeler = surrogate:CHECKPOINT)")
+    q.add_argument("--overwrite", action="store_true", help="with --write-properties, replace solver labels too")
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--tta", action="store_true")
+    q.add_argument("--device", default="cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data_pipeline.io import DataError
+    from models.config import parse_override
+    from models.surrogate import SurrogateTrainer, load_surrogate, load_surrogate_config
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.verb == "train":
+            out = Path(args.out)
+            if args.resume and (out / "last").is_dir():
+                trainer = SurrogateTrainer.resume(out / "last", args.dataset)
+                print(f"resuming from {out / 'last'} at epoch {trainer.epoch}")
+            else:
+                cfg = load_surrogate_config(args.config, **dict(parse_override(s) for s in args.set))
+                trainer = SurrogateTrainer(cfg, args.dataset)
+            n_par = sum(p.numel() for p in trainer.model.parameters())
+            aug = f", augmentation x{len(trainer.augmenter)}" if trainer.augmenter is not None else ""
+            print(f"training on {len(trainer.train_set)} samples (val {len(trainer.val_set)}), device "
+                  f"{trainer.device}, {n_par:,} parameters{aug}")
+            summary = trainer.fit(out)
+            print(f"best val_loss {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
+                  f"({summary['epochs']} epochs, {summary['train_time_s']:.1f} s)")
+            if not args.no_eval:
+                print(format_metrics(trainer.evaluate("test", out_dir=out / "eval")))
+        elif args.verb == "evaluate":
+            from models.checkpoint import read_metrics
+            ckpt = Path(args.checkpoint)
+            sur = load_surrogate(ckpt, device=args.device)
+            out = Path(args.out) if args.out else ckpt.parent / f"eval-{args.split}"
+            m = evaluate_surrogate(sur, args.dataset, args.split, out, read_metrics(ckpt).get("history"), args.tta)
+            print(json.dumps(_json_safe(m)) if args.json else format_metrics(m))
+        else:
+            sur = load_surrogate(args.checkpoint, device=args.device)
+            df = label_folder(sur, args.dataset, args.out, args.write_properties, args.overwrite,
+                              args.batch_size, args.tta)
+            print(f"labeled {len(df)} volumes -> {args.out or Path(args.dataset) / 'surrogate_predictions.csv'}"
+                  + (" and properties.csv" if args.write_properties else ""))
+    except (ValueError, FileNotFoundError, DataError) as exc:
+        print(f"{PROG} {args.verb}: {exc}", file=sys.stderr)
+        return 2
+    return 0

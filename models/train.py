@@ -1,0 +1,358 @@
+"""Training of the pVAE: a Trainer that Ray Tune can drive epoch by epoch, and the `train` verb.
+
+    trainer = Trainer(cfg, dataset_dir)
+    while not trainer.should_stop():
+        metrics = trainer.train_epoch()          # one epoch of training + validation
+        trainer.save_checkpoint(out / "last")
+        if trainer.is_best():
+            trainer.save_checkpoint(out / "best")
+
+``Trainer.fit(out_dir)`` is exactly that loop. ``Trainer.resume(folder, dataset_dir)`` continues
+from a checkpoint folder with the same optimizer, scheduler and RNG state, so an interrupted run
+and an uninterrupted one give the same numbers (on CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import (Normalizer, read_config, read_metrics, read_train_state,
+                               write_checkpoint)
+from models.config import PVAEConfig, load_config, parse_override
+from models.losses import pvae_loss
+from models.pvae import PVAE
+
+TERMS = ("loss", "recon", "kl", "prop")
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available in this torch build")
+    return torch.device(name)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Index batches of a (shuffled when generator is given) epoch; a trailing batch of 1 is
+    dropped when training (BatchNorm cannot normalise a single sample)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    parts = list(order.split(batch_size))
+    if generator is not None and len(parts) > 1 and len(parts[-1]) == 1:
+        parts = parts[:-1]
+    return parts
+
+
+class Trainer:
+    """Owns model, optimizer, scheduler, data and the epoch loop of one training run.
+
+    Attributes
+    ----------
+    epoch : epochs completed
+    history : one metrics dict per completed epoch
+    best_val, best_epoch : lowest val_loss so far and its epoch
+    norm : Normalizer fitted on the TRAIN subset (log10 for diagonal k, then standardized)
+    """
+
+    def __init__(self, cfg: PVAEConfig, dataset_dir):
+        from data_pipeline.dataset import VoxelDataset, dataset_hash  # torch Dataset of the data stage
+
+        if isinstance(cfg, dict):
+            cfg = PVAEConfig.from_dict(cfg)
+        self.cfg = cfg
+        self.dataset_dir = Path(dataset_dir)
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        self.device = resolve_device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+
+        common = dict(properties=cfg.properties, fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
+        self.train_set = VoxelDataset(self.dataset_dir, "train", dataset_size=cfg.dataset_size,
+                                      subset_seed=cfg.seed, **common)
+        self.val_set = VoxelDataset(self.dataset_dir, "val", **common)
+        self._check_dataset(self.train_set)
+        if len(self.train_set) < 2 or len(self.val_set) < 1:
+            raise ValueError(f"{self.dataset_dir}: need >= 2 training and >= 1 validation samples, "
+                             f"got {len(self.train_set)} and {len(self.val_set)}")
+        self.dataset_hash = dataset_hash(self.dataset_dir)
+        self.norm = Normalizer.fit(cfg.properties, self.train_set.targets, cfg.k_floor)
+
+        self.x_train, self.y_train = self._tensors(self.train_set)  # (N, 1, *shape) uint8, (N, P)
+        self.x_val, self.y_val = self._tensors(self.val_set)
+
+        self.model = PVAE.from_config(cfg).to(self.device)
+        self.memory_format = torch.preserve_format
+        if self.cuda and cfg.channels_last:
+            self.memory_format = torch.channels_last_3d if cfg.dims == 3 else torch.channels_last
+            self.model = self.model.to(memory_format=self.memory_format)
+        self.amp_dtype = None
+        if self.cuda and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * cfg.min_lr_ratio)
+        elif cfg.scheduler == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=0.5, patience=max(cfg.patience // 2, 1))
+        else:
+            self.scheduler = None
+        self.loader_rng = torch.Generator().manual_seed(cfg.seed)
+
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best_val = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self._improved = False
+        self._best_state: dict | None = None
+
+    # --- data ------------------------------------------------------------------------------
+    def _check_dataset(self, ds) -> None:
+        cfg = self.cfg
+        expected = (cfg.input_size,) * cfg.dims
+        if ds.dims != cfg.dims or tuple(ds.shape) != expected:
+            raise ValueError(f"{self.dataset_dir / 'dataset.yaml'}: dims {ds.dims}, shape {list(ds.shape)}; "
+                             f"config expects dims {cfg.dims}, input_size {cfg.input_size} "
+                             f"(set input_size/dims to match)")
+
+    def _tensors(self, ds) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
+        y = torch.from_numpy(self.norm.transform(ds.targets))  # (N, P) normalized
+        if not torch.isfinite(y).all():
+            raise ValueError(f"{self.dataset_dir / 'properties.csv'}: non-finite normalized targets")
+        if self.cuda and x.numel() < 2**31:  # small enough: keep the whole split on the GPU
+            x, y = x.to(self.device), y.to(self.device)
+        return x, y
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor):
+        x = x.to(self.device, non_blocking=True).float()  # (B, 1, *shape) in {0, 1}
+        if self.memory_format is not torch.preserve_format:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x, y.to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    # --- epoch loop ------------------------------------------------------------------------
+    def beta_at(self, progress: float) -> float:
+        """Effective beta at fractional epoch ``progress`` (linear warm-up over beta_warmup_epochs)."""
+        w = self.cfg.beta_warmup_epochs
+        return self.cfg.beta if w <= 0 else self.cfg.beta * min(1.0, progress / w)
+
+    def train_epoch(self) -> dict:
+        """One epoch of training then validation; returns the epoch's metrics (also in history)."""
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        model.train()
+        sums = dict.fromkeys(TERMS, 0.0)
+        n_seen = 0
+        batches = _batches(len(self.x_train), cfg.batch_size, self.loader_rng)
+        beta = cfg.beta
+        for b, idx in enumerate(batches):
+            beta = self.beta_at(self.epoch + b / len(batches))
+            x, y = self._to_device(self.x_train[idx.to(self.x_train.device)], self.y_train[idx.to(self.y_train.device)])
+            with self._autocast():
+                out = model(x)
+            terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha)
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
+                                         f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
+                                         f"prop {terms['prop'].item():.4g}; lr {cfg.lr:g})")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(terms["loss"]).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            n = len(idx)
+            n_seen += n
+            for k in TERMS:
+                sums[k] += terms[k].item() * n
+        train_time = time.perf_counter() - t0
+        val = self.validate()
+        lr = self.optimizer.param_groups[0]["lr"]
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val["loss"])
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        metrics = {"epoch": self.epoch}
+        metrics.update({f"train_{k}": sums[k] / max(n_seen, 1) for k in TERMS})
+        metrics.update({f"val_{k}": v for k, v in val.items()})
+        metrics.update({"lr": lr, "beta_eff": beta, "train_samples_per_s": n_seen / max(train_time, 1e-9),
+                        "epoch_time_s": time.perf_counter() - t0})
+        self._improved = metrics["val_loss"] < self.best_val - self.cfg.min_delta
+        if self._improved:
+            self.best_val, self.best_epoch, self.bad_epochs = metrics["val_loss"], self.epoch, 0
+            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+        metrics["best_val"] = self.best_val
+        self.history.append(metrics)
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Loss terms on the validation split, decoded from the latent mean, at the full beta
+        (so val_loss is one fixed objective across epochs, warm-up or not)."""
+        self.model.eval()
+        sums = dict.fromkeys(TERMS, 0.0)
+        for idx in _batches(len(self.x_val), self.cfg.eval_batch_size, None):
+            x, y = self._to_device(self.x_val[idx.to(self.x_val.device)], self.y_val[idx.to(self.y_val.device)])
+            with self._autocast():
+                out = self.model(x)
+            terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha)
+            for k in TERMS:
+                sums[k] += terms[k].item() * len(idx)
+        return {k: v / len(self.x_val) for k, v in sums.items()}
+
+    def should_stop(self) -> bool:
+        """True after `patience` epochs without val_loss improvement, or once `epochs` are done."""
+        if self.epoch >= self.cfg.epochs:
+            return True
+        return self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience
+
+    def is_best(self) -> bool:
+        """The last completed epoch improved best_val."""
+        return self._improved
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def _metrics_record(self) -> dict:
+        last = self.history[-1] if self.history else {}
+        return {"epoch": self.epoch, "best_val": self.best_val, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "improved": self._improved,
+                "dataset_dir": str(self.dataset_dir), "dataset_hash": self.dataset_hash,
+                "n_train": len(self.train_set), "n_val": len(self.val_set), "last": last,
+                "history": self.history}
+
+    def save_checkpoint(self, folder) -> None:
+        """Write weights, config, normalization, metrics and the full training state to ``folder``."""
+        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "loader_rng": self.loader_rng.get_state()}
+        if self.cuda:
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        write_checkpoint(folder, self.model, self.cfg, self.norm, self._metrics_record(), state)
+
+    @classmethod
+    def resume(cls, folder, dataset_dir) -> "Trainer":
+        """A Trainer that continues the run saved in ``folder`` (its config, weights and state)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        cfg = read_config(folder)
+        state = read_train_state(folder)
+        trainer = cls(cfg, dataset_dir)
+        metrics = read_metrics(folder)
+        if metrics.get("dataset_hash") not in (None, trainer.dataset_hash):
+            print(f"warning: {dataset_dir} changed since {folder} was written "
+                  f"(hash {metrics['dataset_hash']} -> {trainer.dataset_hash})", file=sys.stderr)
+        saved_norm = json.loads((folder / "norm.json").read_text())
+        trainer.norm = Normalizer.from_dict(saved_norm)  # the statistics the weights were trained with
+        trainer.x_train, trainer.y_train = trainer._tensors(trainer.train_set)
+        trainer.x_val, trainer.y_val = trainer._tensors(trainer.val_set)
+        trainer.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(trainer.device)))
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scheduler is not None and state.get("scheduler"):
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            trainer.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        trainer.loader_rng.set_state(state["loader_rng"])
+        if trainer.cuda and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], trainer.device)
+        trainer.epoch = int(state["epoch"])
+        trainer.history = list(metrics.get("history", []))
+        best = metrics.get("best_val")
+        trainer.best_val = math.inf if best is None else float(best)
+        trainer.best_epoch = int(metrics.get("best_epoch", 0))
+        trainer.bad_epochs = int(metrics.get("bad_epochs", 0))
+        trainer._improved = bool(metrics.get("improved", False))
+        best_dir = folder.parent / "best"
+        if best_dir.is_dir() and best_dir != folder:
+            trainer._best_state = load_file(str(best_dir / "model.safetensors"), device=str(trainer.device))
+        return trainer
+
+    def fit(self, out_dir, log=print) -> dict:
+        """Train until early stopping or `epochs`; keeps out_dir/best (lowest val_loss) and
+        out_dir/last. On return the model holds the BEST weights. Returns a summary dict."""
+        out_dir = Path(out_dir)
+        t0 = time.perf_counter()
+        while not self.should_stop():
+            m = self.train_epoch()
+            self.save_checkpoint(out_dir / "last")
+            if self.is_best():
+                self.save_checkpoint(out_dir / "best")
+            if log:
+                log(f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
+                    f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f})  val {m['val_loss']:.4f} "
+                    f"(prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s"
+                    + ("  *" if self.is_best() else ""))
+        if self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        return {"best_val": self.best_val, "best_epoch": self.best_epoch, "epochs": self.epoch,
+                "stopped_early": self.epoch < self.cfg.epochs, "train_time_s": time.perf_counter() - t0,
+                "best_dir": str(out_dir / "best"), "last_dir": str(out_dir / "last")}
+
+    def evaluate(self, split: str = "test", out_dir=None) -> dict:
+        """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""
+        from models.evaluate import evaluate
+        return evaluate(self.model, self.cfg, self.norm, self.dataset_dir, split=split, out_dir=out_dir,
+                        history=self.history, device=self.device)
+
+
+# --- the `train` verb -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m models train", description=(
+        "Train a pVAE on a dataset folder; writes OUT/best and OUT/last checkpoint folders, "
+        "then evaluates the best model on the test split (OUT/eval/metrics.json + PNG figures)."))
+    p.add_argument("--dataset", required=True, help="dataset folder (dataset.yaml, volumes/, properties.csv)")
+    p.add_argument("--config", help="YAML config (flat PVAEConfig fields); defaults when omitted")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set latent_dim=8 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last if it exists")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation and figures")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.resume and (out / "last").is_dir():
+            trainer = Trainer.resume(out / "last", args.dataset)
+            print(f"resuming from {out / 'last'} at epoch {trainer.epoch}")
+        else:
+            cfg = load_config(args.config, **dict(parse_override(s) for s in args.set))
+            trainer = Trainer(cfg, args.dataset)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"python -m models train: {exc}", file=sys.stderr)
+        return 2
+    print(f"training on {len(trainer.train_set)} samples (val {len(trainer.val_set)}), device {trainer.device}, "
+          f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters")
+    summary = trainer.fit(out)
+    print(f"best val_loss {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
+          f"({summary['epochs']} epochs, {summary['train_time_s']:.1f} s)")
+    if not args.no_eval:
+        metrics = trainer.evaluate("test", out_dir=out / "eval")
+        from models.evaluate import format_metrics
+        print(format_metrics(metrics))
+    return 0
