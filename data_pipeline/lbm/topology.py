@@ -1,0 +1,139 @@
+"""Pore-space topology on the periodic box: percolation, active pore space, neighbour table.
+
+Connectivity follows the lattice links: 18-connectivity in 3D (D3Q19 links faces and edges),
+8-connectivity in 2D (D2Q9). A pore cluster carries a steady mean flow along an axis only if it
+*winds* around the periodic box along that axis (a closed path in the torus with a nonzero
+winding number along the axis). We find that with ``scipy.ndimage.label`` on the box and a
+union-find with offsets over the links that cross the periodic faces.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .lattice import Lattice, lattice_for
+
+
+def _array_shift(c_xyz: np.ndarray) -> tuple[int, ...]:
+    """Lattice velocity (x, y[, z]) -> array offset in (..., y, x) axis order."""
+    return tuple(int(v) for v in c_xyz[::-1])
+
+
+def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Label pore clusters of the periodic box and the axes each one winds along.
+
+    Parameters
+    ----------
+    im : (Y, X) or (Z, Y, X) bool, True = pore
+
+    Returns
+    -------
+    roots : int array of the image shape; 0 = solid, else the id of the periodic cluster
+    winds : {cluster id: bool array (D,) in (x, y[, z]) order}, True where it winds along the axis
+    """
+    lat = lattice_for(im.ndim)
+    D = im.ndim
+    labels, n = ndimage.label(im, structure=ndimage.generate_binary_structure(D, D))
+    parent = np.arange(n + 1)
+    pot = np.zeros((n + 1, D), dtype=np.int64)  # translation of a label relative to its parent
+    windvec: dict[int, list[np.ndarray]] = {}
+
+    def find(a):
+        path = []
+        while parent[a] != a:
+            path.append(a)
+            a = parent[a]
+        # path compression with accumulated offsets
+        acc = np.zeros(D, dtype=np.int64)
+        for node in reversed(path):
+            acc = acc + pot[node]
+            pot[node] = acc
+            parent[node] = a
+        return a
+
+    shape = np.array(im.shape)  # array order
+    for q in range(1, lat.Q):
+        cq = lat.c[q]
+        if np.all(cq[::-1] == 0):
+            continue
+        # links x -> x + c that cross a periodic face: only cells on the faces matter
+        sh = np.array(_array_shift(cq))
+        dst_idx = np.indices(im.shape).reshape(D, -1).T + sh  # (V, D) array order
+        wrap = np.floor_divide(dst_idx, shape)  # (V, D) in {-1, 0, 1}
+        cross = np.any(wrap != 0, axis=1)
+        src_flat = np.flatnonzero(cross)
+        if src_flat.size == 0:
+            continue
+        dst = dst_idx[cross] % shape
+        l1 = labels.ravel()[src_flat]
+        l2 = labels[tuple(dst.T)]
+        ok = (l1 > 0) & (l2 > 0)
+        # translation of the neighbour copy in (x, y[, z]) order
+        s = wrap[cross][ok][:, ::-1]
+        edges = np.unique(np.column_stack([l1[ok], l2[ok], s]), axis=0)
+        for e in edges:
+            a, b, sv = int(e[0]), int(e[1]), e[2:]
+            ra, rb = find(a), find(b)
+            # copy of b translated by sv touches a: t_b = t_a + sv
+            if ra != rb:
+                parent[rb] = ra
+                pot[rb] = pot[a] + sv - pot[b]
+            else:
+                w = pot[a] + sv - pot[b]
+                if np.any(w != 0):
+                    windvec.setdefault(ra, []).append(w)
+    roots_of = np.array([find(i) for i in range(n + 1)]) if n else np.zeros(1, dtype=np.int64)
+    roots = roots_of[labels]
+    roots[labels == 0] = 0
+    winds = {}
+    for r in np.unique(roots_of[1:]) if n else []:
+        ws = windvec.get(int(r), [])
+        winds[int(r)] = np.any(np.array(ws) != 0, axis=0) if ws else np.zeros(D, dtype=bool)
+    return roots, winds
+
+
+def active_pore_space(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pores that can carry a mean flow and the percolation flags per axis.
+
+    Returns
+    -------
+    active : bool array like ``im``: the clusters that wind along at least one axis
+    percolating : (D,) bool in (x, y[, z]) order
+    """
+    roots, winds = winding_clusters(im)
+    D = im.ndim
+    percolating = np.zeros(D, dtype=bool)
+    keep = [r for r, w in winds.items() if w.any()]
+    for r in keep:
+        percolating |= winds[r]
+    active = np.isin(roots, keep) if keep else np.zeros_like(im, dtype=bool)
+    return active, percolating
+
+
+def neighbour_table(fluid: np.ndarray, lat: Lattice, index_dtype=np.int32) -> np.ndarray:
+    """Pull-streaming table for the fluid-only (sparse) layout with halfway bounce-back.
+
+    Fluid nodes are numbered in C order of ``fluid``. For node n and direction q the incoming
+    population after streaming is ``f_post.flat[table[q, n]]`` of the (Q, N) post-collision array:
+    ``q*N + m`` with m the node at x - c_q (periodic), or ``opp[q]*N + n`` when x - c_q is solid
+    (halfway bounce-back: the wall sits half-way between the nodes).
+
+    Returns
+    -------
+    table : (Q, N) int
+    """
+    N = int(fluid.sum())
+    Q = lat.Q
+    if Q * N >= np.iinfo(index_dtype).max:
+        index_dtype = np.int64
+    idx = np.full(fluid.shape, -1, dtype=np.int64)
+    idx[fluid] = np.arange(N)
+    coords = np.nonzero(fluid)  # array order
+    node = np.arange(N)
+    table = np.empty((Q, N), dtype=index_dtype)
+    for q in range(Q):
+        sh = _array_shift(lat.c[q])
+        src = tuple((coords[a] - sh[a]) % fluid.shape[a] for a in range(fluid.ndim))
+        m = idx[src]
+        table[q] = np.where(m >= 0, q * N + m, lat.opp[q] * N + node)
+    return table
