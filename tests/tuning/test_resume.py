@@ -1,0 +1,95 @@
+"""A study whose driver process is killed mid-way resumes with `python -m tuning resume PATH` and
+finishes with every trial exactly once (real Ray, real SQLite MLflow store, separate processes)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[2]
+EPOCHS = 3
+N_TRIALS = 3
+
+
+def _runs(uri: str, name: str):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is None:
+        return c, []
+    return c, c.search_runs([exp.experiment_id], "tags.`ray.trial_id` != ''")
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes still alive in the session the killed driver led (what it started)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout.split("\n")
+    return [int(p) for p, s in (line.split() for line in out if line.strip()) if int(s) == sid]
+
+
+@pytest.mark.usefixtures("clean_tracking_env")
+def test_killed_driver_resumes_without_losing_or_repeating_trials(tiny_dataset, tmp_path, tiny):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = {"name": "killed", "dataset": str(tiny_dataset), "storage_path": str(tmp_path / "tune"),
+           "train": dict(tiny.TRAIN, epochs=EPOCHS), "search_space": tiny.CORE_SPACE, "search": "hyperopt",
+           "scheduler": "fifo", "num_samples": N_TRIALS, "max_concurrent": 1, "cpu": 1, "max_failures": 0}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    MlflowClient(uri).search_experiments()  # create the store's tables now: two processes migrating a new
+    # SQLite file at once race (alembic "expected to match one row"), and this test polls it meanwhile
+    log = open(tmp_path / "run.log", "w")
+    driver = subprocess.Popen([sys.executable, "-m", "tuning", "run", "--config", str(path), "--tracking-uri", uri],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # wait until one trial has finished and the next one has reported an epoch, then kill the driver
+        deadline = time.time() + 400
+        while True:
+            time.sleep(2)
+            c, runs = _runs(uri, "killed")
+            finished = [r for r in runs if r.info.status == "FINISHED"]
+            running = [r for r in runs if r.info.status == "RUNNING" and "val_loss" in r.data.metrics]
+            if finished and running:
+                break
+            assert driver.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+            assert time.time() < deadline, "no trial finished in time"
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and what it started in its process group
+        except ProcessLookupError:
+            pass
+        driver.wait()
+        log.close()
+    for pid in _session_processes(driver.pid):  # Ray helpers that outlived the driver: ours, stop them
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    done_before = {r.data.tags["ray.trial_id"] for r in finished}
+    assert len(done_before) < N_TRIALS
+
+    experiment = tmp_path / "tune" / "killed"
+    out = subprocess.run([sys.executable, "-m", "tuning", "resume", str(experiment)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    c, runs = _runs(uri, "killed")
+    ids = [r.data.tags["ray.trial_id"] for r in runs]
+    assert len(ids) == N_TRIALS and len(set(ids)) == N_TRIALS  # every trial once, one MLflow run each
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_loss")]
+        assert set(steps) == set(range(1, EPOCHS + 1)), steps
+        if r.data.tags["ray.trial_id"] in done_before:  # finished before the kill: not trained again
+            assert sorted(steps) == list(range(1, EPOCHS + 1)), steps
+    summary = pd.read_csv(experiment / "summary.csv")
+    assert len(summary) == N_TRIALS and (summary["status"] == "TERMINATED").all()
+    assert (summary["epochs"] == EPOCHS).all()
+    parent = c.get_run(c.search_runs([runs[0].info.experiment_id], "tags.`tune.experiment_path` != ''")[0].info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_trials"] == N_TRIALS

@@ -1,0 +1,262 @@
+"""The one flat config of the tuning stage (a study or an ablation) and its search-space parser.
+
+A study YAML names the dataset, the fixed training settings (``train:``, fields of
+``models.config.PVAEConfig``), the search space (``search_space:``, distributions over fields of
+the same config) and how Ray Tune searches, schedules, checkpoints and places trials. Every key
+of ``train`` and ``search_space`` is checked against the training config before Ray starts:
+an unknown key fails at once, naming the key and the file.
+
+Distributions use Ray Tune's own names and semantics (``tune.<name>(*args)``)::
+
+    search_space:
+      latent_dim: {choice: [4, 8, 16]}
+      beta: {loguniform: [0.1, 4.0]}
+      lr: {loguniform: [1.0e-4, 3.0e-3]}
+      dataset_size: {choice: [8, 16]}
+      regressor_depth: {randint: [1, 4]}     # Ray's randint: upper bound exclusive -> 1, 2, 3
+      batch_size: 8                          # a plain value is held fixed
+      alpha: {grid: [0.5, 1.0]}              # grid_search (only with search: grid or random)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Distribution name in the YAML -> number of arguments Ray's function takes.
+DISTRIBUTIONS = {
+    "choice": 1, "grid": 1, "uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3,
+    "randint": 2, "lograndint": 2, "qrandint": 3, "randn": 2,
+}
+SEARCHERS = ("hyperopt", "random", "grid")
+SCHEDULERS = ("asha", "fifo")
+#: The hyperparameters users tune (DESIGN.md); every study logs them as MLflow params.
+CORE_PARAMS = ("latent_dim", "beta", "lr", "dataset_size", "regressor_depth")
+
+
+@dataclass
+class StudyConfig:
+    """Configuration of one Ray Tune study or dataset-size ablation.
+
+    Data
+        dataset (folder of a DESIGN.md dataset), build_config (a data_pipeline build YAML used to
+        build ``dataset`` when it is missing; None = fail if missing).
+    Training
+        train_config (a models YAML, the base PVAEConfig; None = defaults), train (fixed overrides
+        of PVAEConfig fields), search_space (distributions over PVAEConfig fields, see module doc).
+    Search
+        metric / mode (declared once: the searcher, ASHA, checkpoint ranking and promotion use them),
+        search ("hyperopt" | "random" | "grid"), num_samples (trials; with grid: repeats of the grid),
+        max_concurrent (trials at once), seed (searcher seed), scheduler ("asha" | "fifo"),
+        grace_period and reduction_factor (ASHA, in epochs).
+    Resources and storage
+        cpu, gpu per trial (fractions allowed, e.g. gpu 0.25 puts four trials on a GPU),
+        ray_address (None = local Ray, "auto" = the running cluster), storage_path (local folder,
+        shared filesystem or s3:// URI), name (experiment folder under storage_path),
+        keep_checkpoints (best N by metric), max_failures (retries of a crashed trial from its last
+        checkpoint).
+    Tracking
+        tracking_uri (None = ``MLFLOW_TRACKING_URI`` or ``sqlite:///<storage_path>/mlflow.db``),
+        experiment (MLflow experiment name; None = name), log_figures.
+    Ablation (``python -m tuning ablate``)
+        sizes (dataset sizes), seeds (one trial per size and seed, other settings fixed).
+    """
+
+    name: str = "pvae-study"
+    dataset: str = "runs/data_smoke"
+    build_config: str | None = None
+    train_config: str | None = None
+    train: dict = field(default_factory=dict)
+    search_space: dict = field(default_factory=dict)
+    metric: str = "val_loss"
+    mode: str = "min"
+    search: str = "hyperopt"
+    num_samples: int = 2
+    max_concurrent: int = 2
+    seed: int = 0
+    scheduler: str = "asha"
+    grace_period: int = 1
+    reduction_factor: float = 2.0
+    cpu: float = 1.0
+    gpu: float = 0.0
+    ray_address: str | None = None
+    storage_path: str = "runs/tune"
+    keep_checkpoints: int = 2
+    max_failures: int = 1
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    log_figures: bool = True
+    sizes: list = field(default_factory=list)
+    seeds: list = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field; check train/search_space keys against PVAEConfig."""
+        def bad(name, why):
+            raise ValueError(f"study config field {name!r} = {getattr(self, name)!r}: {why}")
+
+        if self.mode not in ("min", "max"):
+            bad("mode", "must be 'min' or 'max'")
+        if self.search not in SEARCHERS:
+            bad("search", f"must be one of {SEARCHERS}")
+        if self.scheduler not in SCHEDULERS:
+            bad("scheduler", f"must be one of {SCHEDULERS}")
+        for name in ("num_samples", "max_concurrent", "keep_checkpoints", "grace_period"):
+            if int(getattr(self, name)) < 1:
+                bad(name, "must be >= 1")
+        if self.reduction_factor <= 1:
+            bad("reduction_factor", "must be > 1")
+        if self.cpu < 0 or self.gpu < 0 or self.cpu + self.gpu == 0:
+            bad("cpu", "cpu and gpu must be >= 0 and not both 0")
+        if self.max_failures < -1:
+            bad("max_failures", "must be >= -1 (-1 = retry forever)")
+        if not isinstance(self.train, dict):
+            bad("train", "must be a mapping of PVAEConfig fields to values")
+        if not isinstance(self.search_space, dict):
+            bad("search_space", "must be a mapping of PVAEConfig fields to distributions")
+        fields = training_fields()
+        for section in ("train", "search_space"):
+            for key in getattr(self, section):
+                if key not in fields:
+                    raise ValueError(f"{section}: unknown training config key {key!r}; "
+                                     f"valid keys: {', '.join(sorted(fields))}")
+        for key, spec in self.search_space.items():
+            parse_distribution(key, spec)  # raises on a malformed spec
+            if is_grid(spec) and self.search == "hyperopt":
+                raise ValueError(f"search_space: {key!r} is a grid; grid values need search: grid or random "
+                                 "(HyperOptSearch samples, it does not enumerate)")
+        if any(int(s) < 1 for s in self.sizes):
+            bad("sizes", "dataset sizes must be >= 1")
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def experiment_path(self) -> str:
+        """The Tune experiment folder (``storage_path/name``); what ``resume`` takes."""
+        return _join(self.storage_path, self.name)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+    def base_training_dict(self) -> dict:
+        """The fixed part of every trial's training config (train_config file + train overrides)."""
+        from models.config import load_config
+
+        base = load_config(self.train_config).to_dict() if self.train_config else {}
+        base.update(self.train)
+        return _plain(base)
+
+    def param_space(self) -> dict:
+        """Ray Tune param_space: the search space as ``tune`` domains (plain values stay fixed)."""
+        return {k: to_tune(k, v, grid_as_choice=self.search == "grid") for k, v in self.search_space.items()}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> "StudyConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            raise ValueError(f"{source}: unknown study config key {unknown[0]!r}; "
+                             f"valid keys: {', '.join(sorted(names))}")
+        try:
+            return cls(**{k: _plain(v) if k in ("train", "search_space") else v for k, v in d.items()})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+
+def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
+    """Read a study YAML and apply keyword overrides; errors name the file and the key.
+
+    Relative paths in the file (dataset, build_config, train_config, storage_path) are taken
+    relative to the current directory (the repository root, where every command runs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: study config not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a study config must be a mapping of key: value")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyConfig.from_dict(data, source=str(path))
+
+
+def training_fields() -> set[str]:
+    from models.config import PVAEConfig
+
+    return set(PVAEConfig.field_names())
+
+
+def is_grid(spec: Any) -> bool:
+    return isinstance(spec, dict) and set(spec) == {"grid"}
+
+
+def parse_distribution(key: str, spec: Any) -> tuple[str | None, list]:
+    """``{name: args}`` -> (name, args); a plain value -> (None, [value]). Raises on a bad spec."""
+    if not isinstance(spec, dict):
+        return None, [_number(spec)]
+    if len(spec) != 1:
+        raise ValueError(f"search_space: {key!r}: one distribution per key, e.g. {{loguniform: [1e-4, 1e-2]}}, "
+                         f"got {spec!r}")
+    (name, args), = spec.items()
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"search_space: {key!r}: unknown distribution {name!r}; "
+                         f"choose from {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(args, list):
+        raise ValueError(f"search_space: {key!r}: {name} takes a list, got {args!r}")
+    args = [_number(a) for a in args]
+    if name in ("choice", "grid"):
+        if not args:
+            raise ValueError(f"search_space: {key!r}: {name} needs at least one value")
+    elif len(args) != DISTRIBUTIONS[name]:
+        raise ValueError(f"search_space: {key!r}: {name} takes {DISTRIBUTIONS[name]} numbers, got {args!r}")
+    elif name in ("uniform", "loguniform", "quniform", "qloguniform", "randint", "lograndint", "qrandint") \
+            and not args[0] < args[1]:
+        raise ValueError(f"search_space: {key!r}: {name} needs lower < upper, got {args!r}")
+    if name.startswith("log") or name == "qloguniform":
+        if args[0] <= 0:
+            raise ValueError(f"search_space: {key!r}: {name} needs a positive lower bound, got {args!r}")
+    return name, args
+
+
+def to_tune(key: str, spec: Any, grid_as_choice: bool = False):
+    """One search-space entry as a Ray Tune domain (or the plain value when fixed)."""
+    from ray import tune
+
+    name, args = parse_distribution(key, spec)
+    if name is None:
+        return args[0]
+    if name == "grid" or (name == "choice" and grid_as_choice):
+        return tune.grid_search(args)
+    return getattr(tune, name)(args) if name == "choice" else getattr(tune, name)(*args)
+
+
+def _number(v: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn numeric strings into floats."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return _number(v)
+
+
+def _join(base: str, name: str) -> str:
+    if "://" in base:
+        return base.rstrip("/") + "/" + name
+    return str(Path(base).resolve() / name)

@@ -1,0 +1,413 @@
+"""Run and resume Ray Tune studies of the pVAE; the ``run`` and ``resume`` verbs.
+
+    python -m tuning run --config configs/tune_smoke.yaml
+    python -m tuning resume runs/tune_smoke/smoke        # after a killed driver: Tuner.restore
+
+A study folder (``storage_path/name``, the Tune experiment) holds Tune's state and checkpoints,
+``tuning_study.json`` (the study config, the resolved base training config and the MLflow ids, so
+``resume`` needs nothing else) and ``summary.csv`` (one row per trial) at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuning import tracking
+from tuning.config import CORE_PARAMS, StudyConfig, load_study_config
+
+STATE_FILE = "tuning_study.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class StudyHandle:
+    """What a finished (or resumed) study returns."""
+    experiment_path: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    results: object  # ray.tune.ResultGrid
+    summary: "object"  # pandas.DataFrame, one row per trial
+
+
+# --- preparation ---------------------------------------------------------------------------
+def ensure_dataset(cfg: StudyConfig) -> Path:
+    """The dataset folder of the study, built from ``build_config`` when it is missing."""
+    root = Path(cfg.dataset).resolve()
+    if (root / "dataset.yaml").is_file() and (root / "properties.csv").is_file():
+        return root
+    if not cfg.build_config:
+        raise FileNotFoundError(f"{root}: no dataset (dataset.yaml + properties.csv); build it with "
+                                "`python -m data_pipeline build --config ...` or set build_config in the study config")
+    from data_pipeline.build import build_dataset, load_build_config
+
+    print(f"building the dataset {root} from {cfg.build_config} ...", flush=True)
+    return Path(build_dataset(load_build_config(cfg.build_config, out=str(root)))).resolve()
+
+
+def base_training_config(cfg: StudyConfig, dataset_dir: Path) -> dict:
+    """The fixed training config of every trial: train_config + train, fitted to the dataset and
+    to the trial's resources (device, torch threads). Checked by building a PVAEConfig."""
+    from data_pipeline.io import read_dataset_meta
+    from models.config import PVAEConfig
+
+    base = cfg.base_training_dict()
+    meta = read_dataset_meta(dataset_dir)
+    dims, shape = int(meta["dims"]), [int(s) for s in meta["shape"]]
+    if "dims" not in cfg.train:
+        base["dims"] = dims
+    if "input_size" not in cfg.train:
+        base["input_size"] = shape[0]
+    if "properties" not in cfg.train:
+        from data_pipeline.dataset import labeled_table
+
+        columns = set(labeled_table(dataset_dir).columns)
+        props = base.get("properties") or PVAEConfig().properties
+        base["properties"] = [p for p in props if p in columns]
+    if cfg.gpu == 0 and base.get("device", "auto") == "auto":
+        base["device"] = "cpu"
+    if not base.get("num_threads"):
+        base["num_threads"] = max(1, int(cfg.cpu))  # torch threads = the trial's CPU share
+    # every sampled key must make a valid config: check the fixed part now, before Ray starts
+    return PVAEConfig.from_dict(base).to_dict()
+
+
+def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Start (local) or connect to Ray unless already initialized; True when this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # trial workers import models/, tuning/, data_pipeline/ from the repository
+    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs = dict(include_dashboard=False, log_to_driver=True)
+    if address is None:
+        kwargs["num_cpus"] = num_cpus
+    ray.init(address=address, **kwargs)
+    return True
+
+
+def make_trainable(state: dict):
+    """The trainable with its fixed arguments and resources (the same for run and resume)."""
+    from ray import tune
+
+    from tuning.trainable import train_pvae
+
+    study = state["study"]
+    resources = {"cpu": float(study["cpu"]), "gpu": float(study["gpu"])}
+    fn = tune.with_parameters(train_pvae, dataset_dir=state["dataset_dir"], base=state["base"],
+                              log_figures=bool(study["log_figures"]))
+    return tune.with_resources(fn, resources)
+
+
+def make_search(cfg: StudyConfig, param_space: dict):
+    """Search algorithm (seeded, concurrency-limited) and scheduler of a study."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.sample import Domain
+
+    has_domain = any(isinstance(v, Domain) for v in param_space.values())
+    if cfg.search == "hyperopt" and has_domain:
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        search = ConcurrencyLimiter(HyperOptSearch(random_state_seed=cfg.seed), max_concurrent=cfg.max_concurrent)
+    else:
+        search = BasicVariantGenerator(max_concurrent=cfg.max_concurrent, random_state=cfg.seed)
+    if cfg.scheduler == "asha":
+        max_t = max(int(_max_epochs(cfg)), 1)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
+                                  grace_period=min(cfg.grace_period, max_t), reduction_factor=cfg.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    return search, scheduler
+
+
+def _max_epochs(cfg: StudyConfig) -> int:
+    from tuning.config import parse_distribution
+
+    spec = cfg.search_space.get("epochs")
+    if spec is None:
+        from models.config import PVAEConfig
+
+        return int(cfg.train.get("epochs", PVAEConfig().epochs if not cfg.train_config else
+                                  cfg.base_training_dict()["epochs"]))
+    name, args = parse_distribution("epochs", spec)
+    return int(max(args if name in (None, "choice", "grid") else args[:2]))
+
+
+# --- state file ----------------------------------------------------------------------------
+def _write_state(path: str, state: dict) -> None:
+    text = json.dumps(state, indent=2, default=str)
+    if "://" in path:
+        import pyarrow.fs
+
+        fs, p = pyarrow.fs.FileSystem.from_uri(path)
+        fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(p) as f:
+            f.write(text.encode())
+        return
+    from data_pipeline.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def read_state(experiment_path: str) -> dict:
+    """The ``tuning_study.json`` of a study folder (raises naming the path when missing)."""
+    path = _join(experiment_path, STATE_FILE)
+    if "://" in path:
+        import pyarrow.fs
+
+        fs, p = pyarrow.fs.FileSystem.from_uri(path)
+        with fs.open_input_stream(p) as f:
+            return json.loads(f.read().decode())
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: not a study folder of `python -m tuning run` (no {STATE_FILE})")
+    return json.loads(Path(path).read_text())
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name if "://" in base else str(Path(base) / name)
+
+
+# --- run / resume ----------------------------------------------------------------------------
+def prepare_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: dict | None = None,
+                  kind: str = "study") -> dict:
+    """Validate everything, build the dataset if needed, open MLflow; returns the study state."""
+    from ray import tune
+
+    param_space = cfg.param_space() if param_space is None else param_space
+    dataset_dir = ensure_dataset(cfg)
+    base = base_training_config(cfg, dataset_dir)
+    from models.config import PVAEConfig
+
+    PVAEConfig.from_dict({**base, **_probe(param_space)})  # one sampled point must make a valid config
+    experiment_path = cfg.experiment_path
+    if tune.Tuner.can_restore(experiment_path):
+        raise FileExistsError(f"{experiment_path} already holds a study: continue it with "
+                              f"`python -m tuning resume {experiment_path}`, or set another name (--name)")
+    uri = tracking.resolve_tracking_uri(cfg.tracking_uri, cfg.storage_path, explicit=tracking_uri)
+    exp_id = tracking.get_or_create_experiment(uri, cfg.experiment_name)
+    tags = {**tracking.dataset_tags(dataset_dir), "git_commit": tracking.git_commit(), "kind": kind}
+    study_params = {k: v for k, v in cfg.to_dict().items() if k not in ("train", "search_space")}
+    study_params.update({f"space.{k}": v for k, v in cfg.search_space.items()})
+    study_params.update({f"train.{k}": v for k, v in cfg.train.items()})
+    parent = tracking.start_study_run(uri, exp_id, experiment_path, run_name=cfg.name, params=study_params, tags=tags)
+    return {"study": cfg.to_dict(), "kind": kind, "dataset_dir": str(dataset_dir), "base": base,
+            "tracking_uri": uri, "experiment_id": exp_id, "parent_run_id": parent, "tags": tags,
+            "experiment_path": experiment_path}
+
+
+def _probe(param_space: dict) -> dict:
+    """One point of the search space (a sample of each distribution, the first grid value)."""
+    from ray.tune.search.sample import Domain
+
+    point = {}
+    for k, v in param_space.items():
+        if isinstance(v, Domain):
+            v = v.sample()
+        elif isinstance(v, dict) and "grid_search" in v:
+            v = v["grid_search"][0]
+        point[k] = v.item() if hasattr(v, "item") else v
+    return point
+
+
+def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: dict | None = None,
+              kind: str = "study", num_samples: int | None = None, scheduler: bool = True) -> StudyHandle:
+    """Run a study end to end and return its results (ResultGrid) and per-trial summary."""
+    from ray import tune
+
+    param_space = cfg.param_space() if param_space is None else param_space
+    state = prepare_study(cfg, tracking_uri, param_space, kind)
+    started = ensure_ray(cfg.ray_address)
+    try:
+        search, sched = make_search(cfg, param_space)
+        if not scheduler:
+            from ray.tune.schedulers import FIFOScheduler
+            sched = FIFOScheduler()
+        callback = tracking.MLflowTrialCallback(
+            state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["base"],
+            cfg.metric, cfg.mode, state["tags"], log_figures=cfg.log_figures)
+        tuner = tune.Tuner(
+            make_trainable(state),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(metric=cfg.metric, mode=cfg.mode, search_alg=search, scheduler=sched,
+                                        num_samples=num_samples or cfg.num_samples,
+                                        reuse_actors=True),  # later trials skip process start + imports
+            run_config=tune.RunConfig(
+                name=cfg.name, storage_path=_storage(cfg.storage_path), callbacks=[callback], verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.keep_checkpoints,
+                                                        checkpoint_score_attribute=cfg.metric,
+                                                        checkpoint_score_order=cfg.mode),
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures)))
+        _write_state(_join(state["experiment_path"], STATE_FILE), state)
+        t0 = time.time()
+        results = tuner.fit()
+        return _finish(state, results, time.time() - t0)
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+
+
+def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_errored: bool = False) -> StudyHandle:
+    """Continue an interrupted study (Tuner.restore): finished trials stay as they are, unfinished
+    ones continue from their last checkpoint, the searcher goes on where it stopped."""
+    from ray import tune
+
+    experiment_path = experiment_path if "://" in experiment_path else str(Path(experiment_path).resolve())
+    state = read_state(experiment_path)
+    if not tune.Tuner.can_restore(experiment_path):
+        raise FileNotFoundError(f"{experiment_path}: no Tune experiment state to resume (tuner.pkl missing)")
+    if tracking_uri and tracking_uri != state["tracking_uri"]:
+        print(f"note: this study logs to {state['tracking_uri']} (recorded at start); --tracking-uri ignored",
+              file=sys.stderr)
+    cfg = StudyConfig.from_dict(state["study"], source=_join(experiment_path, STATE_FILE))
+    if not Path(state["dataset_dir"], "dataset.yaml").is_file():
+        raise FileNotFoundError(f"{state['dataset_dir']}: the study's dataset is gone")
+    tracking.client(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
+    started = ensure_ray(cfg.ray_address)
+    try:
+        tuner = tune.Tuner.restore(experiment_path, trainable=make_trainable(state), resume_unfinished=True,
+                                   resume_errored=False, restart_errored=restart_errored)
+        t0 = time.time()
+        results = tuner.fit()
+        return _finish(state, results, time.time() - t0)
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+
+
+def _storage(path: str) -> str:
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def _finish(state: dict, results, wall_s: float) -> StudyHandle:
+    """Summary table (printed, written, logged to the parent run) and the parent run's end."""
+    study = state["study"]
+    summary = summarize(results, study["metric"], study["mode"], base=state["base"])
+    c = tracking.client(state["tracking_uri"])
+    run_id = state["parent_run_id"]
+    if "://" not in state["experiment_path"]:
+        out = Path(state["experiment_path"]) / "summary.csv"
+        from data_pipeline.io import atomic_path
+        with atomic_path(out) as tmp:
+            summary.to_csv(tmp, index=False)
+        c.log_artifact(run_id, str(out))
+    ok = summary[summary["status"] != "ERROR"]
+    value = ok[f"best_{study['metric']}"].dropna()
+    if len(value):
+        best = value.min() if study["mode"] == "min" else value.max()
+        c.log_metric(run_id, f"best_{study['metric']}", float(best))
+    c.log_metric(run_id, "n_trials", len(summary))
+    c.log_metric(run_id, "n_errored", int((summary["status"] == "ERROR").sum()))
+    c.log_metric(run_id, "study_wall_s", wall_s)
+    c.set_terminated(run_id, status="FINISHED")
+    print_summary(summary, state)
+    return StudyHandle(state["experiment_path"], state["tracking_uri"], state["experiment_id"], run_id,
+                       results, summary)
+
+
+def summarize(results, metric: str, mode: str, base: dict | None = None):
+    """One row per trial: id, status, the core hyperparameters (sampled, else the fixed value from
+    ``base``), epochs, best metric, test metrics, error reason."""
+    import pandas as pd
+
+    rows = []
+    analysis = getattr(results, "_experiment_analysis", None)  # trial ids of trials that never reported
+    ids = {t.path: t.trial_id for t in getattr(analysis, "trials", [])}
+    for r in results:
+        m = r.metrics or {}
+        cfg = r.config or {}
+        row = {"trial_id": m.get("trial_id") or ids.get(r.path, ""),
+               "status": "ERROR" if r.error else ("TERMINATED" if m.get("completed") else "STOPPED")}
+        for k in CORE_PARAMS:
+            row[k] = cfg.get(k, (base or {}).get(k))
+        hist = r.metrics_dataframe
+        best = None
+        if hist is not None and metric in getattr(hist, "columns", []):
+            col = hist[metric].dropna()
+            if len(col):
+                best = float(col.min() if mode == "min" else col.max())
+        row["epochs"] = int(m.get("epoch", 0) or 0)
+        row[f"best_{metric}"] = best
+        for k in ("test_recon_bce", "test_r2_mean"):
+            row[k] = m.get(k)
+        row["error"] = tracking.reason_from_traceback(str(r.error)) if r.error else ""
+        row["path"] = r.path
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def print_summary(summary, state: dict) -> None:
+    cols = ["trial_id", "status", *CORE_PARAMS, "epochs", f"best_{state['study']['metric']}", "error"]
+    with_cols = [c for c in cols if c in summary.columns]
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(summary[with_cols].to_string(index=False))
+    n_err = int((summary["status"] == "ERROR").sum())
+    print(f"\n{len(summary)} trials, {n_err} errored; study folder {state['experiment_path']}")
+    print(f"MLflow: {state['tracking_uri']} (experiment id {state['experiment_id']}, parent run "
+          f"{state['parent_run_id']})")
+    if state["tracking_uri"].startswith("sqlite:"):
+        print(f"  open the UI: mlflow ui --backend-store-uri {state['tracking_uri']}   (http://127.0.0.1:5000)")
+
+
+# --- verbs ---------------------------------------------------------------------------------
+def build_run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuning run", description=(
+        "Run a Ray Tune study of the pVAE (search space, searcher, ASHA, resources, storage from the YAML); "
+        "one MLflow run per trial under a parent run per study."))
+    p.add_argument("--config", required=True, help="study YAML (e.g. configs/tune_smoke.yaml)")
+    p.add_argument("--name", help="experiment name (folder under storage_path); overrides the YAML")
+    p.add_argument("--storage-path", help="local folder, shared filesystem or s3:// URI; overrides the YAML")
+    p.add_argument("--dataset", help="dataset folder; overrides the YAML (built from build_config if missing)")
+    p.add_argument("--num-samples", type=int, help="number of trials; overrides the YAML")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the YAML, "
+                                          "else sqlite:///<storage_path>/mlflow.db)")
+    p.add_argument("--address", help="Ray address ('auto' = running cluster); default: local Ray")
+    return p
+
+
+def main_run(argv: list[str] | None = None) -> int:
+    args = build_run_parser().parse_args(argv)
+    try:
+        cfg = load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset,
+                                num_samples=args.num_samples, ray_address=args.address)
+        handle = run_study(cfg, tracking_uri=args.tracking_uri)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"python -m tuning run: {exc}", file=sys.stderr)
+        return 2
+    return 0 if (handle.summary["status"] != "ERROR").any() else 1
+
+
+def build_resume_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tuning resume", description=(
+        "Resume an interrupted study (killed driver, lost head node) from its folder with Tuner.restore: "
+        "finished trials are kept, unfinished ones continue from their last checkpoint."))
+    p.add_argument("path", help="study folder (storage_path/name), as printed by `python -m tuning run`")
+    p.add_argument("--restart-errored", action="store_true", help="also rerun errored trials from scratch")
+    p.add_argument("--tracking-uri", help="ignored when different from the study's (recorded at start)")
+    return p
+
+
+def main_resume(argv: list[str] | None = None) -> int:
+    args = build_resume_parser().parse_args(argv)
+    try:
+        handle = resume_study(args.path, tracking_uri=args.tracking_uri, restart_errored=args.restart_errored)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"python -m tuning resume: {exc}", file=sys.stderr)
+        return 2
+    return 0 if (handle.summary["status"] != "ERROR").any() else 1
+
+
+main = main_run

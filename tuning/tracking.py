@@ -1,0 +1,317 @@
+"""MLflow helpers of the tuning stage: tracking URI, experiment, study (parent) and trial runs.
+
+All MLflow writes of a study happen on the Ray driver, through :class:`MLflowTrialCallback`
+(a Ray Tune callback): one writer per study keeps an embedded SQLite store free of lock contention,
+and only the driver needs to reach a tracking server on a cluster. Each trial gets one MLflow run,
+nested under the study's parent run (tag ``mlflow.parentRunId``), found again by its Ray trial id
+when a trial is retried or the study is resumed, so a trial never gets two runs.
+
+Tracking URI, first match wins: an explicit ``--tracking-uri``, ``MLFLOW_TRACKING_URI`` (MLflow's own
+convention), ``tracking_uri`` of the study config, else the embedded store
+``sqlite:///<storage_path>/mlflow.db`` with artifacts in ``<storage_path>/mlartifacts``.
+Open the UI on the embedded store with::
+
+    mlflow ui --backend-store-uri sqlite:///runs/tune/mlflow.db     # binds 127.0.0.1:5000
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+#: Experiment tag that makes the MLflow UI open in its model-training view (PITFALLS.md).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+TRIAL_TAG = "ray.trial_id"
+STUDY_TAG = "tune.experiment_path"
+ROOT = Path(__file__).resolve().parents[1]
+#: Ray bookkeeping keys of a result that are not worth a metric each.
+_SKIP_METRICS = {"training_iteration", "timestamp", "time_total_s", "pid", "time_since_restore",
+                 "iterations_since_restore", "done", "epoch", "completed", "checkpoint_dir_name"}
+
+
+def resolve_tracking_uri(config_uri: str | None = None, storage_path: str | os.PathLike = "runs",
+                         explicit: str | None = None) -> str:
+    """The tracking URI a command uses (see module doc for the order)."""
+    for uri in (explicit, os.environ.get("MLFLOW_TRACKING_URI"), config_uri):
+        if uri:
+            return uri
+    if "://" in str(storage_path):  # s3:// storage: no local folder to put the store in
+        folder = ROOT / "runs"
+    else:
+        folder = Path(storage_path).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def artifact_root(tracking_uri: str) -> str | None:
+    """Artifact location for new experiments of a SQLite store (``<db folder>/mlartifacts``);
+    None for a tracking server, which chooses its own (``--artifacts-destination``)."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def get_or_create_experiment(tracking_uri: str, name: str) -> str:
+    """Experiment id of ``name`` (created with the model-training view tag when missing)."""
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise ValueError(f"MLflow experiment {name!r} is deleted in {tracking_uri}; restore it "
+                             "(mlflow experiments restore) or choose another name (experiment:)")
+        if exp.tags.get("mlflow.experimentKind") is None:
+            c.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=artifact_root(tracking_uri), tags=dict(EXPERIMENT_KIND))
+    except Exception:  # created meanwhile by another process
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    """Commit of the repository (``+dirty`` when the tree has changes); "unknown" outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dataset_tags(dataset_dir: str | os.PathLike) -> dict[str, str]:
+    """Tags that identify the dataset of a study: folder, id (dataset.yaml ``name`` or folder name), hash."""
+    from data_pipeline.dataset import dataset_hash
+    from data_pipeline.io import read_dataset_meta
+
+    meta = read_dataset_meta(dataset_dir)
+    return {"dataset": str(Path(dataset_dir).resolve()),
+            "dataset_id": str(meta.get("name") or meta.get("id") or Path(dataset_dir).resolve().name),
+            "dataset_hash": dataset_hash(dataset_dir)}
+
+
+def start_study_run(tracking_uri: str, experiment_id: str, experiment_path: str, run_name: str,
+                    params: dict, tags: dict) -> str:
+    """The parent run of a study: the existing one for ``experiment_path`` (resume) or a new one."""
+    from mlflow.entities import Param, RunTag
+
+    c = client(tracking_uri)
+    found = c.search_runs([experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{experiment_path}'",
+                          max_results=1, order_by=["attributes.start_time DESC"])
+    if found:
+        run_id = found[0].info.run_id
+        if found[0].info.status != "RUNNING":
+            c.update_run(run_id, status="RUNNING")
+        return run_id
+    run = c.create_run(experiment_id, run_name=run_name,
+                       tags={**{k: str(v) for k, v in tags.items()}, STUDY_TAG: experiment_path,
+                             "mlflow.source.git.commit": tags.get("git_commit", "")})
+    c.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The MLflow run of one Ray trial of a study, or None."""
+    runs = client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+                                       f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=2)
+    return runs[0] if runs else None
+
+
+def trial_runs(tracking_uri: str, experiment_id: str, parent_run_id: str) -> list:
+    """All trial runs of a study (children of its parent run)."""
+    return client(tracking_uri).search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=5000)
+
+
+def _param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= 6000 else s[:5997] + "..."
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+class MLflowTrialCallback(tune.Callback):
+    """Ray Tune callback: one MLflow run per trial, nested under the study's parent run.
+
+    On trial start: params = the whole training config of the trial (fixed base + sampled values),
+    tags (Ray trial id, dataset id and hash, git commit). Every result: its numeric metrics at
+    ``step = epoch``, plus ``best_<metric>``. Every checkpoint: the tag ``best_checkpoint`` follows the
+    best one; a checkpoint holding ``eval/`` (the trial's final evaluation) has its figures and
+    metrics logged as artifacts. End: status FINISHED (tag ``stopped_by_scheduler`` when ASHA ended it
+    early) or FAILED with the error in the tag ``error``.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, base: dict,
+                 metric: str, mode: str, tags: dict, log_figures: bool = True):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.base = dict(base)
+        self.metric, self.mode = metric, mode
+        self.tags = {k: str(v) for k, v in tags.items()}
+        self.log_figures = log_figures
+        self._runs: dict[str, str] = {}
+        self._best: dict[str, float] = {}
+        self._pending: dict[str, list] = {}
+        self._client = None
+
+    def __getstate__(self):  # pickled into the experiment state (Tuner.restore): no live client
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state["_pending"] = {}
+        return state
+
+    def _log_async(self, trial, run_id: str, metrics=(), tags=()) -> None:
+        """log_batch off the driver's critical path (a trial waits for the driver between epochs);
+        :meth:`_flush` waits for them before the run is closed."""
+        ops = self.client.log_batch(run_id, metrics=list(metrics), tags=list(tags), synchronous=False)
+        if ops is not None:
+            self._pending.setdefault(trial.trial_id, []).append(ops)
+
+    def _flush(self, trial) -> None:
+        for ops in self._pending.pop(trial.trial_id, []):
+            ops.wait()
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = client(self.tracking_uri)
+        return self._client
+
+    def trial_config(self, trial) -> dict:
+        from models.config import PVAEConfig
+
+        return PVAEConfig.from_dict({**self.base, **trial.config}).to_dict()
+
+    def run_id(self, trial) -> str:
+        """The trial's run, created on first use (looked up by trial id after a restore)."""
+        tid = trial.trial_id
+        if tid in self._runs:
+            return self._runs[tid]
+        found = find_trial_run(self.tracking_uri, self.experiment_id, self.parent_run_id, tid)
+        if found is not None:
+            run_id = found.info.run_id
+            if found.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            best = found.data.metrics.get(f"best_{self.metric}")
+            if best is not None:
+                self._best[tid] = best
+        else:
+            from mlflow.entities import Param
+
+            run = self.client.create_run(self.experiment_id, run_name=str(trial), tags={
+                **self.tags, "mlflow.parentRunId": self.parent_run_id, TRIAL_TAG: tid,
+                "ray.trial_name": str(trial)})
+            run_id = run.info.run_id
+            params = self.trial_config(trial)
+            self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+        self._runs[tid] = run_id
+        return run_id
+
+    # --- Tune hooks ------------------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        from mlflow.entities import Metric
+
+        run_id = self.run_id(trial)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in result.items()
+                   if k not in _SKIP_METRICS and _finite_number(v)]
+        value = result.get(self.metric)
+        if _finite_number(value):
+            tid = trial.trial_id
+            old = self._best.get(tid)
+            better = old is None or (value < old if self.mode == "min" else value > old)
+            if better:
+                self._best[tid] = float(value)
+            metrics.append(Metric(f"best_{self.metric}", self._best[tid], now, step))
+        if metrics:
+            self._log_async(trial, run_id, metrics=metrics)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        from mlflow.entities import RunTag
+
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        value = result.get(self.metric)
+        tags = []
+        if _finite_number(value) and self._best.get(trial.trial_id) == float(value):
+            tags += [RunTag("best_checkpoint", checkpoint_uri(checkpoint)),
+                     RunTag("best_epoch", str(result.get("epoch", "")))]
+        if result.get("completed"):
+            tags.append(RunTag("last_checkpoint", checkpoint_uri(checkpoint)))
+        if tags:
+            self._log_async(trial, run_id, tags=tags)
+        if result.get("completed"):
+            if self.log_figures:
+                with checkpoint.as_directory() as d:
+                    eval_dir = Path(d) / "eval"
+                    if eval_dir.is_dir():
+                        self.client.log_artifacts(run_id, str(eval_dir), artifact_path="eval")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        self._flush(trial)
+        if not result.get("completed"):
+            self.client.set_tag(run_id, "stopped_by_scheduler", "true")
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        self._flush(trial)
+        self.client.set_tag(run_id, "error", trial_error(trial)[:5000])
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+def checkpoint_uri(checkpoint) -> str:
+    """A location of a Tune checkpoint that ``promote`` can open: a local path, or ``<scheme>://path``."""
+    fs = checkpoint.filesystem
+    kind = getattr(fs, "type_name", "local")
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
+
+
+def trial_error(trial) -> str:
+    """The last line of a failed trial's error (e.g. ``FloatingPointError: loss is NaN ...``)."""
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).is_file():
+        text = Path(path).read_text(errors="replace")
+    if not text:
+        try:
+            text = str(trial.get_error())
+        except Exception:
+            text = "unknown error"
+    return reason_from_traceback(text)
+
+
+def reason_from_traceback(text: str) -> str:
+    """The most specific ``Type: message`` line of a (Ray-wrapped) traceback."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head and "ray." not in head.lower():
+            return ln
+    return lines[-1] if lines else text

@@ -1,0 +1,94 @@
+"""The Ray Tune trainable: the pVAE training loop of ``models.train.Trainer``, one report per epoch.
+
+A Tune checkpoint of a trial is a folder::
+
+    last/    the trainer state after this epoch (weights, config, normalization, optimizer, RNGs)
+    best/    the lowest-val_loss weights so far (same layout; what ``promote`` registers)
+    eval/    only in the trial's final checkpoint: test metrics and figures of the best weights
+
+A retried trial (FailureConfig) or a resumed study (Tuner.restore) continues from ``last/`` with
+``Trainer.resume``, which also picks up ``best/``. Only ``tune.report``, ``tune.get_checkpoint`` and
+``tune.Checkpoint`` are used here (``ray.train.*`` calls fail inside Tune trainables in Ray 2.6x).
+A loss that turns non-finite raises FloatingPointError from the trainer: the trial ends as errored
+with that message and the study goes on.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ray import tune
+
+
+def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool = True) -> None:
+    """Train one trial; ``config`` holds the sampled values, ``base`` the fixed training config."""
+    t_start = time.perf_counter()
+    import torch
+
+    from models.config import PVAEConfig
+    from models.train import Trainer
+
+    cfg = PVAEConfig.from_dict({**base, **config})
+    work = Path(tempfile.mkdtemp(prefix="pvae-trial-"))
+    best_local = work / "best"  # the best weights this trial has seen, copied into every checkpoint
+    try:
+        restored = tune.get_checkpoint()
+        if restored is not None:
+            with restored.as_directory() as d:
+                if (Path(d) / "best").is_dir():
+                    shutil.copytree(Path(d) / "best", best_local)
+                trainer = Trainer.resume(Path(d) / "last", dataset_dir)
+            # Trainer.resume reads the config saved in the checkpoint; the trial's config must match
+            if trainer.cfg.to_dict() != cfg.to_dict():
+                raise RuntimeError("checkpoint config differs from the trial config; refusing to resume")
+        else:
+            trainer = Trainer(cfg, dataset_dir)
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        setup_s = time.perf_counter() - t_start  # imports, dataset load, model build
+
+        while not trainer.should_stop():
+            metrics = trainer.train_epoch()  # FloatingPointError on a non-finite loss -> trial errors
+            finished = trainer.should_stop()
+            with tempfile.TemporaryDirectory(dir=work) as d:
+                d = Path(d)
+                trainer.save_checkpoint(d / "last")
+                if trainer.is_best():
+                    trainer.save_checkpoint(best_local)
+                if best_local.is_dir():
+                    shutil.copytree(best_local, d / "best")
+                report = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+                report["n_train"] = len(trainer.train_set)
+                if setup_s is not None:
+                    report["trial_setup_s"], setup_s = setup_s, None
+                if finished:
+                    t_eval = time.perf_counter()
+                    report.update(_final_evaluation(trainer, d / "eval", log_figures))
+                    report["final_eval_s"] = time.perf_counter() - t_eval
+                    report["completed"] = 1
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(d)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _final_evaluation(trainer, out_dir: Path, log_figures: bool) -> dict:
+    """Test metrics of the best weights (``test_*``), figures written to ``out_dir``."""
+    if trainer._best_state is not None:  # the weights of the best epoch (kept by the trainer)
+        trainer.model.load_state_dict(trainer._best_state)
+    result = trainer.evaluate("test", out_dir=out_dir if log_figures else None)
+    return {f"test_{k}": float(v) for k, v in _flat_numbers(result).items()}
+
+
+def _flat_numbers(d: dict, prefix: str = "") -> dict:
+    """Finite numbers of a nested metrics dict, keys joined with '_' (figures and lists dropped)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_numbers(v, key + "_"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[key] = v
+    return out
