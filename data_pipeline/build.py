@@ -1,13 +1,26 @@
 """``python -m data_pipeline build --config configs/data_demo.yaml``: synthesize (or take imported
-volumes), label with the LBM solver, write the dataset of DESIGN.md.
+volumes), label with the LBM solver, a trained surrogate or both, write the dataset of DESIGN.md.
 
 - Deterministic: sample ``i`` draws its generator family and parameters from
   ``default_rng([seed, i])``, so a sample does not depend on ``n_samples`` or on other samples.
 - Parallel: labeling runs as Ray tasks (a local Ray started here with ``num_cpus``, or
   ``address=`` a running cluster); each task asks for ``gpus_per_task`` GPUs when the cluster has
   GPUs. ``parallel: serial`` labels in this process (no Ray).
-- Resumable: properties.csv is rewritten atomically after every labeled sample; a rerun labels
-  only samples without a row from the same labeler (failed rows are kept unless ``retry_failed``).
+- Labelers (``label``): ``lbm`` (the solver), ``surrogate`` (a trained models.surrogate checkpoint,
+  ``surrogate: FOLDER``, batched in this process), ``mixed`` (each sample goes to the solver with
+  probability ``lbm_fraction``, seeded by ``seed`` and the sample id only, see
+  data_pipeline.label_surrogate.assign_labelers; the rest to the surrogate), ``none`` (porosity
+  only). Every row says who labeled it (``labeler``). Whenever a surrogate is in use, every ok
+  solver row also gets the surrogate's relative error (``surrogate_relerr_k_xx``, ...,
+  ``surrogate_relerr`` = max over the diagonal): the running check, shown in the progress bar and
+  summarised in dataset.yaml (``labeling.surrogate_check``).
+- Resumable: properties.csv is rewritten atomically after every labeled sample (surrogate: every
+  batch). A rerun labels only samples whose row does not satisfy the labeler assigned to them now:
+  a solver row satisfies every labeler (never replaced by a cheaper label); a surrogate row
+  satisfies ``surrogate`` and ``none`` but is relabeled by the solver where the solver is assigned
+  now (``label: lbm``, or a larger ``lbm_fraction``), and relabeled by the surrogate when the
+  model differs from the one recorded in dataset.yaml (then the check is recomputed too);
+  failed rows are kept unless ``retry_failed``.
 - Failures (solver divergence, not converged, generator cannot reach the porosity) are rows with
   ``status = failed`` and the reason in ``error``; they are never dropped or filled.
 
@@ -31,12 +44,14 @@ import pandas as pd
 import yaml
 
 from data_pipeline import synth
+from data_pipeline.label_surrogate import (MODES, RELERR, RunningCheck, assign_labelers, labeler_kind,
+                                           load_checked_surrogate, relative_errors, surrogate_row)
 from data_pipeline.io import (DATASET_YAML, K_COLUMNS, VOLUMES_DIR, DataError, atomic_path,
                               property_columns, read_dataset_meta, read_properties, read_volume,
                               volume_path, write_properties, write_volume, write_yaml)
 
 SAMPLES_CSV = "samples.csv"
-LABELS = ("lbm", "none")
+LABELS = MODES  # ("lbm", "surrogate", "mixed", "none")
 #: Fields whose change makes an existing output folder a different dataset (n_samples may grow).
 _IDENTITY = ("dims", "size", "seed", "generators", "source")
 
@@ -51,7 +66,11 @@ class BuildConfig:
     seed: int = 0
     generators: dict = field(default_factory=lambda: {"blobs": {"porosity": {"uniform": [0.4, 0.8]}}})
     source: str | None = None             # dataset folder (or folder of .tif) of imported volumes
-    label: str = "lbm"                    # "lbm" | "none" (porosity only)
+    label: str = "lbm"                    # "lbm" | "surrogate" | "mixed" | "none" (porosity only)
+    surrogate: str | None = None          # checkpoint folder of a trained surrogate (label surrogate/mixed)
+    lbm_fraction: float = 0.2             # mixed: probability that a sample goes to the solver (seeded per id)
+    surrogate_device: str = "auto"        # torch device of the surrogate in this process ("auto": CUDA if any)
+    surrogate_batch_size: int = 32        # volumes per surrogate batch
     solver: dict = field(default_factory=dict)   # kwargs of data_pipeline.permeability.permeability
     num_cpus: int | None = None           # local Ray CPUs (None = all)
     address: str | None = None            # Ray cluster address ("auto", "ray://host:10001"); None = local
@@ -66,6 +85,13 @@ class BuildConfig:
             raise DataError(f"dims must be 2 or 3, got {self.dims}")
         if self.label not in LABELS:
             raise DataError(f"label must be one of {LABELS}, got {self.label!r}")
+        if self.label in ("surrogate", "mixed") and not self.surrogate:
+            raise DataError(f"label: {self.label} needs a trained surrogate: set surrogate: <checkpoint folder> "
+                            "(or --surrogate PATH)")
+        if not 0.0 <= float(self.lbm_fraction) <= 1.0:
+            raise DataError(f"lbm_fraction must be in [0, 1], got {self.lbm_fraction}")
+        if int(self.surrogate_batch_size) < 1:
+            raise DataError(f"surrogate_batch_size must be >= 1, got {self.surrogate_batch_size}")
         if self.parallel not in ("ray", "serial"):
             raise DataError(f"parallel must be 'ray' or 'serial', got {self.parallel!r}")
         if self.source is None:
@@ -241,7 +267,7 @@ def _prepare_meta(cfg: BuildConfig, out: Path, dims: int, shape: list[int], sour
                    if cfg.source is None else {"kind": "imported", "from": str(cfg.source),
                                                "meta": (source_meta or {}).get("source")}),
         "label": cfg.label,
-        "solver": dict(cfg.solver) if cfg.label == "lbm" else None,
+        "solver": dict(cfg.solver) if cfg.label in ("lbm", "mixed") else None,
         "build": {"identity": ident, "config": dataclasses.asdict(cfg)},
     }
     if source_meta and source_meta.get("binarization"):
@@ -297,22 +323,41 @@ def _take_source(cfg: BuildConfig, out: Path) -> tuple[list[str], int, list[int]
 class _Properties:
     """properties.csv kept in memory and rewritten atomically after every change."""
 
-    def __init__(self, out: Path, dims: int):
+    #: labeler of the row -> labelers it satisfies (a solver row is never replaced by a cheaper label)
+    SATISFIES = {"lbm": ("lbm", "surrogate", "none"), "surrogate": ("surrogate", "none"), "none": ("none",)}
+
+    def __init__(self, out: Path, dims: int, stale_surrogate: bool = False):
         self.out, self.dims = out, dims
+        self.stale_surrogate = stale_surrogate  # surrogate rows come from another model: relabel them
         df = read_properties(out)
         self.rows = {r["sample_id"]: r for r in df.to_dict("records")} if not df.empty else {}
 
     def done(self, sid: str, label: str, retry_failed: bool) -> bool:
+        """The row of ``sid`` satisfies ``label`` (the labeler assigned to it now); see the module docstring."""
         r = self.rows.get(sid)
         if r is None:
             return False
-        if r.get("labeler") != label and not (label == "none" and r.get("labeler") == "lbm"):
-            return False  # porosity-only rows get permeability once the solver is used
+        have = labeler_kind(r.get("labeler"))
+        if label not in self.SATISFIES.get(have, ()):
+            return False  # e.g. porosity-only or surrogate rows get the solver's permeability once assigned to it
+        if have == "surrogate" and label == "surrogate" and self.stale_surrogate:
+            return False
         return r.get("status") == "ok" or (r.get("status") == "failed" and not retry_failed)
 
-    def put(self, sid: str, row: dict) -> None:
+    def put(self, sid: str, row: dict, write: bool = True) -> None:
         self.rows[sid] = {"sample_id": sid, **row}
-        self.write()
+        if write:
+            self.write()
+
+    def counts(self, ids) -> dict[str, int]:
+        """Ok rows per labeler among ``ids``."""
+        out: dict[str, int] = {}
+        for sid in ids:
+            r = self.rows.get(sid) or {}
+            if r.get("status") == "ok":
+                kind = labeler_kind(r.get("labeler")) or "unknown"
+                out[kind] = out.get(kind, 0) + 1
+        return out
 
     def write(self) -> None:
         df = pd.DataFrame(list(self.rows.values()))
@@ -326,56 +371,150 @@ class _Properties:
 def build_dataset(cfg: BuildConfig, *, progress: bool = True) -> Path:
     """Synthesize or take volumes, label what is missing, write the dataset; returns its folder."""
     out = Path(cfg.out)
-    (out / VOLUMES_DIR).mkdir(parents=True, exist_ok=True)
     label = cfg.label
     if label == "lbm" and not solver_available():
         label = "none"
         warnings.warn("data_pipeline.permeability cannot be imported: labeling POROSITY ONLY "
                       "(rerun the build once the solver exists to add permeability)", stacklevel=2)
         print("WARNING: LBM solver unavailable: labeling porosity only", file=sys.stderr)
-    solver_kw = _solver_kwargs(cfg) if label == "lbm" else {}
+    if label == "mixed" and not solver_available():
+        raise DataError("label: mixed needs the LBM solver (data_pipeline.permeability cannot be imported)")
+    sur = sur_info = None
+    if label in ("surrogate", "mixed") and cfg.source is None:  # checked before anything is written
+        sur, sur_info = load_checked_surrogate(cfg.surrogate, cfg.dims, [cfg.size] * cfg.dims, cfg.surrogate_device)
+    old_meta = (yaml.safe_load((out / DATASET_YAML).read_text()) or {}) if (out / DATASET_YAML).is_file() else {}
+    old_labeling = old_meta.get("labeling") or {}
+    (out / VOLUMES_DIR).mkdir(parents=True, exist_ok=True)
+    solver_kw = _solver_kwargs(cfg) if label in ("lbm", "mixed") else {}
     if cfg.source is None:
         dims, shape, source_meta = cfg.dims, [cfg.size] * cfg.dims, None
         meta = _prepare_meta(cfg, out, dims, shape, None)
+        meta["labeling"] = old_labeling  # updated once the labels it describes are written
         write_yaml(out / DATASET_YAML, meta)
         ids, synth_errors = _synthesize_all(cfg, out, progress)
     else:
         ids, dims, shape, source_meta = _take_source(cfg, out)
+        if label in ("surrogate", "mixed"):
+            sur, sur_info = load_checked_surrogate(cfg.surrogate, dims, shape, cfg.surrogate_device)
         meta = _prepare_meta(cfg, out, dims, shape, source_meta)
+        meta["labeling"] = old_labeling
         write_yaml(out / DATASET_YAML, meta)
         synth_errors = {}
+    if meta.get("solver") is None and old_meta.get("solver"):
+        meta["solver"] = old_meta["solver"]  # the settings of solver rows labeled by an earlier run
+        write_yaml(out / DATASET_YAML, meta)
     if label != cfg.label:
         meta["label"] = f"{label} (solver unavailable; config asked for {cfg.label})"
         write_yaml(out / DATASET_YAML, meta)
 
-    props = _Properties(out, dims)
+    old_sha = (old_labeling.get("surrogate") or {}).get("sha256")
+    props = _Properties(out, dims, stale_surrogate=sur is not None and old_sha != sur_info["sha256"])
+    assigned = assign_labelers(ids, label, cfg.lbm_fraction, cfg.seed)
     for sid, err in synth_errors.items():
-        if not props.done(sid, label, cfg.retry_failed):
-            props.put(sid, {"porosity": float("nan"), "labeler": label, "status": "failed", "error": err})
-    todo = [s for s in ids if s not in synth_errors and not props.done(s, label, cfg.retry_failed)]
+        if not props.done(sid, assigned[sid], cfg.retry_failed):
+            props.put(sid, {"porosity": float("nan"), "labeler": assigned[sid], "status": "failed", "error": err})
+    todo = [s for s in ids if s not in synth_errors and not props.done(s, assigned[s], cfg.retry_failed)]
+    by = {kind: [s for s in todo if assigned[s] == kind] for kind in ("lbm", "surrogate", "none")}
+    split = f": {len(by['lbm'])} lbm, {len(by['surrogate'])} surrogate" if label == "mixed" else ""
     print(f"build {out}: {len(ids)} samples, {len(ids) - len(todo)} already labeled, labeling {len(todo)} "
-          f"({label})", flush=True)
-    if todo:
-        if label == "none" or cfg.parallel == "serial":
-            _label_serial(out, todo, solver_kw, label, props, progress)
+          f"({label}{split})", flush=True)
+
+    check = finish = None
+    if sur is not None:
+        # ok solver rows without a check value from this model get one (rows labeled earlier, a new model)
+        recheck = [s for s in ids if s not in todo and _is_ok_lbm(props.rows.get(s))
+                   and (props.stale_surrogate or not _finite(props.rows[s].get(RELERR)))]
+        preds = _label_surrogate(cfg, out, sur, by["surrogate"], by["lbm"] + recheck, props, dims, progress)
+        k_floor = float(sur.cfg.k_floor)
+        for sid in recheck:
+            props.rows[sid].update(relative_errors(props.rows[sid], preds.pop(sid), dims, k_floor))
+        props.write()
+        check = RunningCheck(dims)
+        for sid in ids:
+            if sid not in todo and _is_ok_lbm(props.rows.get(sid)):
+                check.add(props.rows[sid])
+        # surrogate rows and check values now all come from this model: record it
+        meta["labeling"] = {**old_labeling, "surrogate": sur_info}
+        write_yaml(out / DATASET_YAML, meta)
+
+        def finish(sid: str, row: dict) -> dict:
+            pred = preds.pop(sid, None)
+            if pred is not None and row.get("status") == "ok" and labeler_kind(row.get("labeler")) == "lbm":
+                row.update(relative_errors(row, pred, dims, k_floor))
+                check.add(row)
+            return row
+    todo_solver = by["lbm"] + by["none"]
+    if todo_solver:
+        kind = "lbm" if by["lbm"] else "none"
+        if kind == "none" or cfg.parallel == "serial":
+            _label_serial(out, todo_solver, solver_kw, kind, props, progress, finish, check)
         else:
-            _label_ray(cfg, out, todo, solver_kw, label, props, progress)
+            _label_ray(cfg, out, todo_solver, solver_kw, kind, props, progress, finish, check)
     props.write()
+    labeling = {**(meta.get("labeling") or {}), "mode": label, "seed": int(cfg.seed), "labelers": props.counts(ids)}
+    labeling["lbm_fraction"] = float(cfg.lbm_fraction) if label == "mixed" else None
+    if check is not None:
+        labeling["surrogate_check"] = check.summary()
+        if check.n:
+            print(f"build {out}: running check: {check.postfix()} over the solver-labeled rows", flush=True)
+    meta["labeling"] = labeling
+    write_yaml(out / DATASET_YAML, meta)
     n_ok = sum(1 for s in ids if (props.rows.get(s) or {}).get("status") == "ok")
-    print(f"build {out}: {n_ok} ok, {len(ids) - n_ok} failed or missing; properties in {out / 'properties.csv'}",
-          flush=True)
+    print(f"build {out}: {n_ok} ok ({', '.join(f'{v} {k}' for k, v in sorted(labeling['labelers'].items()))}), "
+          f"{len(ids) - n_ok} failed or missing; properties in {out / 'properties.csv'}", flush=True)
     return out
 
 
-def _label_serial(out: Path, todo: list[str], solver_kw: dict, label: str, props: _Properties, progress: bool):
+def _finite(x) -> bool:
+    try:
+        return bool(np.isfinite(float(x)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_ok_lbm(row: dict | None) -> bool:
+    return bool(row) and row.get("status") == "ok" and labeler_kind(row.get("labeler")) == "lbm"
+
+
+def _label_surrogate(cfg: BuildConfig, out: Path, sur, label_ids: list[str], check_ids: list[str],
+                     props: _Properties, dims: int, progress: bool) -> dict[str, dict]:
+    """Surrogate pass in this process, in batches: rows for ``label_ids`` (written per batch) and
+    predictions of ``check_ids`` (solver rows, for the running check) returned by id."""
     from tqdm import tqdm
 
-    for sid in tqdm(todo, desc=f"label ({label})", unit="sample", disable=not progress):
-        props.put(sid, label_sample(read_volume(volume_path(out, sid)), solver_kw, label))
+    to_label = set(label_ids)
+    order = list(dict.fromkeys(list(label_ids) + list(check_ids)))
+    preds: dict[str, dict] = {}
+    bs = int(cfg.surrogate_batch_size)
+    with tqdm(total=len(order), desc="label (surrogate)", unit="sample", disable=not progress or not order) as bar:
+        for s in range(0, len(order), bs):
+            chunk = order[s:s + bs]
+            ims = np.stack([read_volume(volume_path(out, sid)) for sid in chunk])  # (B, *shape) bool
+            for sid, pred in zip(chunk, sur.predict(ims)):
+                if sid in to_label:
+                    props.put(sid, surrogate_row(pred, dims), write=False)
+                else:
+                    preds[sid] = pred
+            if to_label.intersection(chunk):
+                props.write()
+            bar.update(len(chunk))
+    return preds
+
+
+def _label_serial(out: Path, todo: list[str], solver_kw: dict, label: str, props: _Properties, progress: bool,
+                  finish=None, check: RunningCheck | None = None):
+    from tqdm import tqdm
+
+    with tqdm(todo, desc=f"label ({label})", unit="sample", disable=not progress) as bar:
+        for sid in bar:
+            row = label_sample(read_volume(volume_path(out, sid)), solver_kw, label)
+            props.put(sid, finish(sid, row) if finish else row)
+            if check is not None:
+                bar.set_postfix_str(check.postfix())
 
 
 def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, label: str,
-               props: _Properties, progress: bool):
+               props: _Properties, progress: bool, finish=None, check: RunningCheck | None = None):
     import os
 
     import ray
@@ -421,8 +560,10 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
                         im = read_volume(volume_path(out, sid))
                         row = {"porosity": float(im.mean()), "labeler": label, "status": "failed",
                                "error": f"ray task: {type(exc).__name__}: {str(exc).splitlines()[0]}"}
-                    props.put(sid, row)
+                    props.put(sid, finish(sid, row) if finish else row)
                     bar.update(1)
+                    if check is not None:
+                        bar.set_postfix_str(check.postfix())
     finally:
         if started:
             ray.shutdown()
@@ -431,21 +572,27 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m data_pipeline build",
-        description="Synthesize (or take imported volumes), label with the LBM solver in Ray tasks, "
-                    "write a dataset folder. Resumable: a rerun labels only what is missing.")
+        description="Synthesize (or take imported volumes), label with the LBM solver in Ray tasks, a trained "
+                    "surrogate, or both (mixed), write a dataset folder. Resumable: a rerun labels only what "
+                    "is missing.")
     p.add_argument("--config", required=True, help="YAML with BuildConfig fields (configs/data_demo.yaml)")
     p.add_argument("--out", help="override the dataset folder")
     p.add_argument("--n-samples", type=int, help="override n_samples")
     p.add_argument("--num-cpus", type=int, help="local Ray CPUs")
     p.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001)")
-    p.add_argument("--label", choices=LABELS, help="override the labeler")
+    p.add_argument("--label", choices=LABELS, help="override the labeler: lbm (solver), surrogate (needs --surrogate), "
+                   "mixed (solver on a seeded --lbm-fraction, surrogate on the rest), none (porosity only)")
+    p.add_argument("--surrogate", metavar="PATH", help="checkpoint folder of a trained surrogate (e.g. runs/sur/best)")
+    p.add_argument("--lbm-fraction", type=float, metavar="F",
+                   help="mixed: probability in [0, 1] that a sample goes to the solver (seeded per sample id)")
     p.add_argument("--serial", action="store_true", help="label in this process, without Ray")
     p.add_argument("--retry-failed", action="store_true", help="relabel samples whose row is failed")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
         cfg = load_build_config(args.config, out=args.out, n_samples=args.n_samples, num_cpus=args.num_cpus,
-                                address=args.address, label=args.label,
+                                address=args.address, label=args.label, surrogate=args.surrogate,
+                                lbm_fraction=args.lbm_fraction,
                                 parallel="serial" if args.serial else None,
                                 retry_failed=True if args.retry_failed else None)
         out = build_dataset(cfg, progress=not args.no_progress)

@@ -21,15 +21,35 @@ from data_pipeline.io import (K_COLUMNS, DataError, atomic_path, read_dataset_me
 SPLITS = ("train", "val", "test")
 
 
-def labeled_table(root: str | os.PathLike):
-    """Rows of properties.csv whose labels are usable (status ok, no NaN in the properties)."""
+def labeled_table(root: str | os.PathLike, labelers: Sequence[str] | None = None,
+                  columns: Sequence[str] | None = None, exclude_labelers: Sequence[str] = ()):
+    """Rows of properties.csv whose labels are usable (status ok, no NaN in the properties).
+
+    Parameters
+    ----------
+    labelers : keep only rows of these labelers ("lbm", "surrogate", "none"; a labeler written as
+        "surrogate:<checkpoint>" counts as "surrogate"); None = rows of any labeler
+    exclude_labelers : drop rows of these labelers (e.g. ("surrogate",): ground truth only)
+    columns : the property columns that must not be NaN; None = porosity and every k column present
+        (a surrogate that predicts only the diagonal leaves the off-diagonals of its rows empty)
+    """
     meta = read_dataset_meta(root)
     df = read_properties(root)
     if df.empty:
         raise DataError(f"{Path(root) / 'properties.csv'}: no labeled samples")
     if "status" in df.columns:
         df = df[df["status"].fillna("ok") == "ok"]
-    cols = ["porosity"] + [c for c in K_COLUMNS[int(meta["dims"])] if c in df.columns]
+    if labelers is not None:
+        kind = df["labeler"].astype(str).str.split(":").str[0] if "labeler" in df.columns else None
+        if kind is None:
+            raise DataError(f"{Path(root) / 'properties.csv'}: no labeler column to filter on {list(labelers)}")
+        df = df[kind.isin(list(labelers))]
+    if exclude_labelers and "labeler" in df.columns:
+        df = df[~df["labeler"].astype(str).str.split(":").str[0].isin(list(exclude_labelers))]
+    if columns is None:
+        cols = ["porosity"] + [c for c in K_COLUMNS[int(meta["dims"])] if c in df.columns]
+    else:
+        cols = [c for c in columns if c in df.columns]
     df = df.dropna(subset=cols)
     return df.sort_values("sample_id").reset_index(drop=True)
 
@@ -109,6 +129,8 @@ class VoxelDataset(Dataset):
     properties : property columns returned as targets; default porosity and the diagonal k
     fractions, split_seed : the split (fixed per dataset so val/test never move)
     dataset_size, subset_seed : train on a seeded nested subset of the split (None = all)
+    labelers : use only rows of these labelers (e.g. ["lbm"] to train a surrogate on solver labels
+        of a mixed dataset); None = all. The split is drawn among the rows kept.
 
     Items are ``(x, y)``: x (1, *shape) float32 in {0, 1} (1 = pore), y (P,) float32 raw
     values (porosity, permeability in lattice units); normalization belongs to the model.
@@ -116,14 +138,16 @@ class VoxelDataset(Dataset):
 
     def __init__(self, root, split: str = "train", properties: Sequence[str] | None = None,
                  fractions=(0.8, 0.1, 0.1), split_seed: int = 0,
-                 dataset_size: int | None = None, subset_seed: int = 0):
+                 dataset_size: int | None = None, subset_seed: int = 0, labelers: Sequence[str] | None = None,
+                 exclude_labelers: Sequence[str] = ()):
         self.root = Path(root)
         self.meta = read_dataset_meta(self.root)
         self.dims = int(self.meta["dims"])
         self.shape = tuple(int(s) for s in self.meta["shape"])
-        table = labeled_table(self.root)
         if properties is None:
             properties = ["porosity"] + [c for c in ("k_xx", "k_yy", "k_zz")[: self.dims]]
+        table = labeled_table(self.root, labelers=labelers, columns=properties,
+                              exclude_labelers=exclude_labelers)
         missing = [p for p in properties if p not in table.columns]
         if missing:
             raise DataError(f"{self.root / 'properties.csv'}: no column(s) {missing}")

@@ -422,7 +422,9 @@ class SurrogateTrainer:
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(cfg.seed)
 
-        common = dict(properties=cfg.components, fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
+        # ground truth only: rows labeled by a surrogate (mixed builds) never train a surrogate
+        common = dict(properties=cfg.components, fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed,
+                      exclude_labelers=("surrogate",))
         self.train_set = VoxelDataset(self.dataset_dir, "train", dataset_size=cfg.dataset_size,
                                       subset_seed=cfg.seed, **common)
         self.val_set = VoxelDataset(self.dataset_dir, "val", **common)

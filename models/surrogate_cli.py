@@ -80,7 +80,7 @@ def evaluate_surrogate(surrogate, dataset_dir, split: str = "test", out_dir=None
 
     cfg = surrogate.cfg
     ds = VoxelDataset(dataset_dir, split, cfg.components, fractions=tuple(cfg.split_fractions),
-                      split_seed=cfg.split_seed)
+                      split_seed=cfg.split_seed, exclude_labelers=("surrogate",))
     if len(ds) == 0:
         raise ValueError(f"{dataset_dir}: split {split!r} is empty")
     vols = ds.volumes()  # (N, *shape) bool

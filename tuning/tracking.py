@@ -171,6 +171,7 @@ class MLflowTrialCallback(tune.Callback):
         self.log_figures = log_figures
         self._runs: dict[str, str] = {}
         self._best: dict[str, float] = {}
+        self._nodes: dict[str, list[str]] = {}  # trial id -> Ray node ids it ran on
         self._pending: dict[str, list] = {}
         self._client = None
 
@@ -232,7 +233,7 @@ class MLflowTrialCallback(tune.Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, RunTag
 
         run_id = self.run_id(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
@@ -247,8 +248,13 @@ class MLflowTrialCallback(tune.Callback):
             if better:
                 self._best[tid] = float(value)
             metrics.append(Metric(f"best_{self.metric}", self._best[tid], now, step))
-        if metrics:
-            self._log_async(trial, run_id, metrics=metrics)
+        tags = []
+        node = result.get("ray_node_id")
+        if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
+            self._nodes[trial.trial_id].append(node)  # every node the trial ran on, in order
+            tags = [RunTag("ray.node_id", node), RunTag("ray.node_ids", ",".join(self._nodes[trial.trial_id]))]
+        if metrics or tags:
+            self._log_async(trial, run_id, metrics=metrics, tags=tags)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         from mlflow.entities import RunTag

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ray
 from ray import tune
 
 
@@ -32,6 +33,7 @@ def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool 
     from models.train import Trainer
 
     cfg = PVAEConfig.from_dict({**base, **config})
+    node_id = ray.get_runtime_context().get_node_id()
     work = Path(tempfile.mkdtemp(prefix="pvae-trial-"))
     best_local = work / "best"  # the best weights this trial has seen, copied into every checkpoint
     try:
@@ -62,6 +64,7 @@ def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool 
                     shutil.copytree(best_local, d / "best")
                 report = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
                 report["n_train"] = len(trainer.train_set)
+                report["ray_node_id"] = node_id  # where this epoch ran (a retried trial may move)
                 if setup_s is not None:
                     report["trial_setup_s"], setup_s = setup_s, None
                 if finished:
