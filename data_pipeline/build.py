@@ -527,6 +527,8 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             runtime_env = {"working_dir": repo, "excludes": [".venv", ".git", "runs", "mlruns", "*.tif"]} \
                 if str(cfg.address).startswith("ray://") else None
             ray.init(address=cfg.address, runtime_env=runtime_env)
+        elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job or a SLURM allocation: join that cluster
+            ray.init()
         else:  # workers of a local Ray must import data_pipeline from this checkout
             pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
             ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,

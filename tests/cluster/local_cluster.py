@@ -7,6 +7,7 @@ command line names its temp dir. It never calls `ray stop` (that would end every
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -89,12 +90,22 @@ class LocalCluster:
                 time.sleep(1)
         raise TimeoutError(f"dashboard not up in {timeout} s:\n{self.logs['head'].read_text()[-3000:]}")
 
+    def node_ids(self) -> dict[str, str]:
+        """Node name ("head", "worker", ...) -> Ray node id, for the nodes alive now."""
+        code = ("import json, ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
+                "print(json.dumps({r[:-5]: n['NodeID'] for n in ray.nodes() if n['Alive'] "
+                "for r in n['Resources'] if r.endswith('_node')}))")
+        out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env,
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"could not list the nodes: {out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
     def alive_nodes(self) -> int:
-        out = subprocess.run([sys.executable, "-c",
-                              "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR');"
-                              "print(sum(n['Alive'] for n in ray.nodes()))", self.address],
-                             env=self.env, capture_output=True, text=True, timeout=120)
-        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else -1
+        try:
+            return len(self.node_ids())
+        except RuntimeError:
+            return -1
 
     def wait_for_nodes(self, n: int, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

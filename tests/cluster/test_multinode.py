@@ -1,0 +1,149 @@
+"""The app's commands on a real two-node Ray cluster, submitted through the Job Submission API.
+
+The cluster is two `ray start` processes on 127.0.0.1 (head: 1 CPU, worker: 1 CPU), token
+authentication on, with their own temp dir and ports (tests/cluster/local_cluster.py). Jobs carry
+the repository as their working directory, exactly as `python -m cluster submit` sends them.
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from local_cluster import LocalCluster  # noqa: E402
+
+from cluster import submit as jobs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable  # the job's python: this environment, as a cluster image would have it
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster(head_cpus=1)
+    try:
+        c.add_worker("worker", num_cpus=1)
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_env(cluster):
+    """The submitting client runs with the cluster's token, as a user's laptop would."""
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = cluster.env["RAY_AUTH_TOKEN_PATH"]
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def run_job(cluster, cmd: str, env: dict, timeout: float = 600) -> str:
+    job_id = jobs.submit(cmd, cluster.dashboard_url, env=env)
+    status = jobs.wait(job_id, cluster.dashboard_url, timeout=timeout)
+    logs = jobs.client(cluster.dashboard_url).get_job_logs(job_id)
+    assert status == "SUCCEEDED", f"job {cmd!r} ended {status}:\n{logs[-6000:]}"
+    return logs
+
+
+@pytest.fixture(scope="module")
+def dataset(cluster, auth_env, tmp_path_factory):
+    """The smoke dataset, built and LBM-labeled by a job on the cluster (Ray tasks on its nodes)."""
+    out = tmp_path_factory.mktemp("cluster") / "data"
+    logs = run_job(cluster, f"{PY} -m data_pipeline build --config configs/data_smoke.yaml --out {out}", env={})
+    import pandas as pd
+    props = pd.read_csv(out / "properties.csv")
+    assert len(props) == 16 and (props["labeler"] == "lbm").all(), logs[-3000:]
+    assert (props["status"] == "ok").sum() >= 14
+    return out
+
+
+def study_yaml(tmp: Path, dataset: Path, **changes) -> Path:
+    cfg = yaml.safe_load((ROOT / "configs" / "tune_smoke.yaml").read_text())
+    cfg.update(dataset=str(dataset), storage_path=str(tmp / "tune"), build_config=None)
+    for key, value in changes.items():
+        if key == "train":
+            cfg["train"].update(value)
+        else:
+            cfg[key] = value
+    path = tmp / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def trial_runs(uri: str, experiment: str):
+    import mlflow
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_smoke_study_runs_on_both_nodes_and_logs_every_trial(cluster, auth_env, dataset, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = study_yaml(tmp_path, dataset)
+    run_job(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
+
+    client, trials = trial_runs(uri, "smoke")
+    assert len(trials) == 2
+    for run in trials:
+        assert run.info.status == "FINISHED"
+        for p in ("latent_dim", "beta", "lr", "dataset_size", "regressor_depth"):
+            assert p in run.data.params
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) >= 1
+    nodes = cluster.node_ids()
+    used = {n for run in trials for n in run.data.tags["ray.node_ids"].split(",")}
+    assert used == {nodes["head"], nodes["worker"]}, (used, nodes)
+
+
+def test_study_survives_losing_the_worker_node(cluster, auth_env, dataset, tmp_path):
+    """Kill the worker mid-study: the study finishes on the head, lost trials resume from checkpoints."""
+    if cluster.alive_nodes() < 2:
+        cluster.add_worker("worker", num_cpus=1)
+    worker_id = cluster.node_ids()["worker"]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = study_yaml(tmp_path, dataset, name="killed", scheduler="fifo", max_failures=3,
+                     train={"epochs": 20, "patience": 0})
+    import mlflow
+    mlflow.MlflowClient(uri).search_experiments()  # create the store before the job does (no migration race)
+    job_id = jobs.submit(f"{PY} -m tuning run --config {cfg}", cluster.dashboard_url,
+                         env={"MLFLOW_TRACKING_URI": uri})
+
+    # wait until a trial on the worker has reported (and checkpointed) at least two epochs
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline, "no trial ran on the worker"
+        status = str(jobs.client(cluster.dashboard_url).get_job_status(job_id).value)
+        assert status not in jobs.TERMINAL, jobs.client(cluster.dashboard_url).get_job_logs(job_id)[-4000:]
+        try:
+            client, trials = trial_runs(uri, "killed")
+        except Exception:  # store or experiment not there yet
+            time.sleep(2)
+            continue
+        for run in trials:
+            if run.data.tags.get("ray.node_id") == worker_id and \
+                    len(client.get_metric_history(run.info.run_id, "val_loss")) >= 2:
+                victim = run.info.run_id
+        time.sleep(1)
+    cluster.kill_node("worker")
+
+    status = jobs.wait(job_id, cluster.dashboard_url, timeout=600)
+    logs = jobs.client(cluster.dashboard_url).get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-6000:]
+    client, trials = trial_runs(uri, "killed")
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials), \
+        [(r.info.run_name, r.info.status) for r in trials]
+    lost = client.get_run(victim)
+    assert lost.data.tags["ray.node_ids"].split(",")[0] == worker_id
+    assert len(lost.data.tags["ray.node_ids"].split(",")) == 2, "the lost trial did not move to the head"
+    steps = [m.step for m in client.get_metric_history(victim, "val_loss")]
+    assert sorted(steps) == list(range(1, 21)), f"epochs repeated or missing after the retry: {sorted(steps)}"
