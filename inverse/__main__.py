@@ -1,0 +1,11 @@
+import sys
+
+from data_pipeline.cli import dispatch
+
+VERBS = {
+    "design": ("inverse.design", "design microstructures for target porosity/permeability; verified by the LBM solver"),
+    "interpolate": ("inverse.interpolate", "slerp between two samples' latents; decode, predict (and verify) along the path"),
+}
+
+if __name__ == "__main__":
+    sys.exit(dispatch("inverse", VERBS))

@@ -1,0 +1,195 @@
+"""The one flat config of the inverse-design stage, YAML/JSON-serializable.
+
+Every field is a plain value so the config is written into ``<out>/config.json`` and logged to
+MLflow unchanged. An unknown key fails at once, naming the key (like nanoGPT's "Unknown config
+key"); the command line overrides fields of a YAML file (``--config configs/inverse_smoke.yaml``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+METHODS = ("bo", "tpe", "random", "gradient")
+BOUNDS = ("quantile", "prior")
+THRESHOLDS = ("target", "decoded", "fixed")
+UNITS = ("lattice", "physical")
+
+
+@dataclass
+class DesignConfig:
+    """Configuration of one inverse-design run.
+
+    Model and data
+        model: MLflow model URI (``models:/pvae@champion``, ``runs:/<id>/model``) or a checkpoint
+        folder. dataset: the dataset folder the model was trained on (training latents, label
+        ranges, voxel size); None = the path recorded with the model, if any. tracking_uri: None =
+        ``MLFLOW_TRACKING_URI`` or ``sqlite:///runs/tune/mlflow.db`` (the tuning stage's default).
+        device: torch device of the model ("cpu", "cuda", "auto").
+    Targets
+        targets: target specs (``"porosity=0.6,k_xx=1.2"``, see :mod:`inverse.targets`);
+        targets_csv: a CSV with one target per row (added after ``targets``); units: "lattice"
+        (k in voxel^2) or "physical" (k in m^2, converted with the dataset's voxel_size);
+        tol_porosity (absolute) and tol_k (relative) are the default tolerances of exact targets
+        and the hit criterion; allow_extrapolation: search targets outside the training labels
+        anyway (they are still flagged).
+    Search
+        methods: any of "bo" (scikit-optimize gp_minimize), "tpe" (hyperopt), "random",
+        "gradient" (Adam on z through the regressor, projected onto the box); each gets the same
+        budget of ``n_calls`` regressor evaluations. n_initial: initial points of bo/tpe (half of
+        them, rounded up, are the training latents with the best objective; gradient starts from
+        the same latents). bounds: "quantile" (box between the ``quantile`` and 1 - ``quantile``
+        quantiles of the training latents, widened by ``box_margin`` times their spread) or
+        "prior" (box [-prior_radius, prior_radius] per latent dimension). manifold_weight and
+        manifold_quantile: penalty weight * max(0, m(z) - r)^2, m the Mahalanobis distance to
+        the training latents, r its ``manifold_quantile`` quantile over the training set.
+        gradient_lr: Adam step (latent units). bo_acq_optimizer: "sampling" (fast) or "lbfgs"
+        (skopt's acquisition optimizer). seed: every random thing.
+    Candidates and verification
+        n_candidates: decoded candidates per target and method (best objective first, pairwise
+        latent distance >= min_distance times the median nearest-neighbour distance of the
+        training latents). threshold: "target" (pore fraction matches the target porosity, or the
+        predicted one when porosity is not an exact target), "decoded" (matches the decoded
+        field's mean pore probability) or "fixed" (``fixed_threshold`` on the probability).
+        clean: remove floating solid islands up to ``max_island`` voxels and isolated pore
+        clusters (see :mod:`inverse.postprocess`). verify: run the LBM solver; solver: keyword
+        arguments passed to it (``data_pipeline.permeability.permeability_batch``).
+    Output
+        out: output folder; mlflow: log the run; experiment: MLflow experiment name; figures.
+    """
+
+    # model and data
+    model: str = "models:/pvae@champion"
+    dataset: str | None = None
+    tracking_uri: str | None = None
+    device: str = "cpu"
+    # targets
+    targets: list[str] = field(default_factory=list)
+    targets_csv: str | None = None
+    units: str = "lattice"
+    tol_porosity: float = 0.02
+    tol_k: float = 0.15
+    allow_extrapolation: bool = False
+    # search
+    methods: list[str] = field(default_factory=lambda: ["bo"])
+    n_calls: int = 60
+    n_initial: int = 12
+    bounds: str = "quantile"
+    quantile: float = 0.01
+    box_margin: float = 0.05
+    prior_radius: float = 3.0
+    manifold_weight: float = 1.0
+    manifold_quantile: float = 0.95
+    gradient_lr: float = 0.05
+    bo_acq_optimizer: str = "sampling"
+    seed: int = 0
+    # candidates and verification
+    n_candidates: int = 3
+    min_distance: float = 0.5
+    threshold: str = "target"
+    fixed_threshold: float = 0.5
+    clean: bool = True
+    max_island: int = 64
+    verify: bool = True
+    solver: dict = field(default_factory=dict)
+    # output
+    out: str = "runs/inverse"
+    mlflow: bool = True
+    experiment: str = "inverse-design"
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when a value is out of range."""
+        def bad(name, why):
+            raise ValueError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
+
+        if isinstance(self.methods, str):
+            self.methods = [m.strip() for m in self.methods.split(",") if m.strip()]
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        if not self.methods or any(m not in METHODS for m in self.methods):
+            bad("methods", f"each must be one of {METHODS}")
+        if len(set(self.methods)) != len(self.methods):
+            bad("methods", "lists a method twice")
+        if self.bounds not in BOUNDS:
+            bad("bounds", f"must be one of {BOUNDS}")
+        if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
+            bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
+        if self.threshold not in THRESHOLDS:
+            bad("threshold", f"must be one of {THRESHOLDS}")
+        if self.units not in UNITS:
+            bad("units", f"must be one of {UNITS}")
+        if self.n_calls < 2:
+            bad("n_calls", "must be >= 2")
+        if not 1 <= self.n_initial <= self.n_calls:
+            bad("n_initial", f"must be in [1, n_calls={self.n_calls}]")
+        if not 0 <= self.quantile < 0.5:
+            bad("quantile", "must be in [0, 0.5)")
+        if not 0 < self.manifold_quantile <= 1:
+            bad("manifold_quantile", "must be in (0, 1]")
+        for name in ("tol_porosity", "tol_k", "prior_radius", "gradient_lr"):
+            if not float(getattr(self, name)) > 0:
+                bad(name, "must be > 0")
+        for name in ("box_margin", "manifold_weight", "min_distance", "max_island"):
+            if float(getattr(self, name)) < 0:
+                bad(name, "must be >= 0")
+        if not 0 < self.fixed_threshold < 1:
+            bad("fixed_threshold", "must be in (0, 1)")
+        if self.n_candidates < 1:
+            bad("n_candidates", "must be >= 1")
+        if not isinstance(self.solver, dict):
+            bad("solver", "must be a mapping of solver keyword arguments")
+
+    # --- serialization -------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<dict>") -> "DesignConfig":
+        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
+        names = set(cls.field_names())
+        for key in d:
+            if key not in names:
+                raise ValueError(f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(names))}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "DesignConfig":
+        return DesignConfig.from_dict({**self.to_dict(), **changes}, source="<replace>")
+
+    def to_json(self, path: str | Path) -> None:
+        from data_pipeline.io import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def load_design_config(path: str | Path | None = None, **overrides) -> DesignConfig:
+    """Read a flat YAML config (None = defaults) and apply overrides (None values are skipped).
+
+    Relative paths in the file (model folder, dataset, targets_csv) stay relative to the working
+    directory (the repository root), like every other stage's configs.
+    """
+    data: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file must be a flat mapping of key: value")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return DesignConfig.from_dict(data, source=source)

@@ -1,0 +1,198 @@
+"""Outputs of an inverse-design run: CSV tables, candidate .tif files, PNG figures, an MLflow run.
+
+Folder layout (``cfg.out``)::
+
+    config.json                       the DesignConfig of the run
+    results.csv                       one row per verified candidate (no wall times: identical for
+                                      the same seed); first columns target_id, method, candidate,
+                                      pred_porosity, verified_porosity, hit, then pred_* / verified_*
+    targets.csv                       one row per target and method: status (ok | extrapolation),
+                                      notes, nearest achievable values, best objective, hit_any
+    timing.csv                        search / verification seconds per target and method
+    candidates/<target>/<method>_<rank>.tif   uint8, 1 = pore
+    figures/convergence_<target>.png, slices_<target>.png, pred_vs_verified.png
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_pipeline.io import atomic_path, write_volume
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+
+
+def candidate_path(target_id: str, method: str, rank: int) -> str:
+    return f"candidates/{target_id}/{method}_{rank}.tif"
+
+
+def _mid_slice(im: np.ndarray) -> np.ndarray:
+    return im if im.ndim == 2 else im[im.shape[0] // 2]
+
+
+def plot_convergence(outcome_t, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for m, res in outcome_t.searches.items():
+        ax.plot(np.arange(1, res.n_evals + 1), res.best_so_far(), label=f"{m} ({res.time_s:.1f} s)")
+    ax.set_xlabel("regressor evaluations")
+    ax.set_ylabel("best objective so far")
+    f_all = np.concatenate([r.f for r in outcome_t.searches.values()])
+    if np.all(f_all > 0):
+        ax.set_yscale("log")
+    ax.set_title(f"{outcome_t.target.target_id}: {outcome_t.target.describe()}", fontsize=9)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_slices(outcome_t, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    n = len(outcome_t.volumes)
+    cols = min(n, 6)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, im, row in zip(axes.ravel(), outcome_t.volumes, outcome_t.rows):
+        ax.imshow(_mid_slice(im), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        hit = row.get("hit")
+        mark = "" if not isinstance(hit, (bool, np.bool_)) else (" hit" if hit else " miss")
+        ax.set_title(f"{row['method']}#{row['candidate']} phi {row.get('verified_porosity', row['binary_porosity']):.2f}{mark}",
+                     fontsize=7)
+    fig.suptitle(f"{outcome_t.target.target_id}: mid-slices (white = pore)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_pred_vs_verified(results: pd.DataFrame, properties: list[str], path: Path) -> bool:
+    import matplotlib.pyplot as plt
+
+    props = [p for p in properties if f"pred_{p}" in results and f"verified_{p}" in results]
+    if results.empty or not props:
+        return False
+    fig, axes = plt.subplots(1, len(props), figsize=(3.4 * len(props), 3.3), squeeze=False)
+    for ax, p in zip(axes[0], props):
+        for m, g in results.groupby("method", sort=False):
+            ax.scatter(g[f"pred_{p}"], g[f"verified_{p}"], s=14, label=m, alpha=0.8)
+        vals = pd.concat([results[f"pred_{p}"], results[f"verified_{p}"]]).astype(float)
+        vals = vals[np.isfinite(vals)]
+        if p != "porosity" and (vals > 0).all() and len(vals):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        if len(vals):
+            lo, hi = float(vals.min()), float(vals.max())
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.set_xlabel(f"predicted {p}")
+        ax.set_ylabel(f"verified {p} (LBM)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return True
+
+
+def _param(v) -> str:
+    if isinstance(v, (list, tuple)):
+        v = ",".join(map(str, v))
+    elif isinstance(v, dict):
+        v = json.dumps(v, sort_keys=True)
+    s = str(v)
+    return s if len(s) <= 500 else s[:497] + "..."
+
+
+def log_mlflow(outcome, bundle) -> str:
+    """One MLflow run with the config as params, hit rates and times as metrics, outputs as artifacts."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from inverse.model_source import resolve_tracking_uri
+
+    cfg = outcome.cfg
+    uri = resolve_tracking_uri(cfg.tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.experiment)
+    if exp is None:
+        exp_id = client.create_experiment(cfg.experiment, tags=EXPERIMENT_KIND)
+    else:
+        exp_id = exp.experiment_id
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"design-{Path(cfg.out).name}") as run:
+        params = {k: _param(v) for k, v in cfg.to_dict().items()}
+        params["model_folder"] = _param(bundle.folder)
+        params["n_targets"] = str(len(outcome.targets))
+        mlflow.log_params(params)
+        mlflow.set_tags({"stage": "inverse", "dataset": str(bundle.dataset)})
+        s = outcome.summary
+        if "method" in s.columns:
+            for m, g in s.dropna(subset=["method"]).groupby("method", sort=False):
+                metrics = {f"{m}_best_objective_mean": float(g["best_objective"].mean())}
+                if cfg.verify:
+                    metrics[f"{m}_hit_rate"] = float(g["hit_any"].astype(float).mean())
+                t = outcome.timing[outcome.timing["method"] == m]
+                if not t.empty:
+                    metrics[f"{m}_seconds_per_target"] = float(t["total_s"].mean())
+                mlflow.log_metrics(metrics)
+        mlflow.log_metric("n_extrapolation", float((s["status"] == "extrapolation").sum()) if not s.empty else 0.0)
+        for name in ("config.json", "results.csv", "targets.csv", "timing.csv"):
+            if (outcome.out / name).is_file():
+                mlflow.log_artifact(str(outcome.out / name))
+        if (outcome.out / "figures").is_dir():
+            mlflow.log_artifacts(str(outcome.out / "figures"), artifact_path="figures")
+        if (outcome.out / "candidates").is_dir():
+            mlflow.log_artifacts(str(outcome.out / "candidates"), artifact_path="candidates")
+        return str(run.info.run_id)
+
+
+def write_outputs(outcome, bundle, space, log=print) -> str | None:
+    """Write tables, volumes and figures into ``outcome.out``; log the MLflow run (its id)."""
+    cfg, out = outcome.cfg, outcome.out
+    cfg.to_json(out / "config.json")
+    results = outcome.results
+    if not results.empty:
+        results.insert(results.columns.get_loc("hit") + 1 if "hit" in results else len(results.columns), "tif",
+                       [candidate_path(t, m, int(c)) for t, m, c in
+                        zip(results["target_id"], results["method"], results["candidate"])])
+    for o in outcome.targets:
+        for row, im in zip(o.rows, o.volumes):
+            write_volume(out / candidate_path(o.target.target_id, row["method"], int(row["candidate"])), im)
+    write_csv(out / "results.csv", results)
+    write_csv(out / "targets.csv", outcome.summary)
+    write_csv(out / "timing.csv", outcome.timing)
+    if cfg.figures:
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for o in outcome.targets:
+            if o.searches:
+                plot_convergence(o, fig_dir / f"convergence_{o.target.target_id}.png")
+            if o.volumes:
+                plot_slices(o, fig_dir / f"slices_{o.target.target_id}.png")
+        if cfg.verify:
+            plot_pred_vs_verified(results, bundle.properties, fig_dir / "pred_vs_verified.png")
+    run_id = None
+    if cfg.mlflow:
+        try:
+            run_id = log_mlflow(outcome, bundle)
+        except Exception as exc:  # tracking is a side channel: never lose the verified results over it
+            log(f"warning: MLflow logging failed ({type(exc).__name__}: {exc}); results are in {out}")
+    return run_id

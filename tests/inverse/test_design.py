@@ -1,0 +1,186 @@
+"""End to end with a tiny trained pVAE on a tiny LBM-labeled dataset: design, verify, report, errors.
+
+One module-scoped fixture builds the dataset (24 blobs of 16^3 labeled by the real solver at a
+loose tolerance, the same settings verify the candidates) and trains the model for a few epochs.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_pipeline.io import K_COLUMNS, read_volume, write_properties, write_volume, write_yaml
+
+SIZE = 16
+SOLVER = {"tol": 1e-3, "max_steps": 4000, "threads": 2}
+
+
+def make_dataset(root, n=24, seed=0):
+    from data_pipeline.permeability import permeability_batch
+    from data_pipeline.synth import blobs
+
+    rng = np.random.default_rng(seed)
+    ids, ims = [], []
+    for i in range(n):
+        phi = float(rng.uniform(0.35, 0.7))
+        ims.append(blobs((SIZE,) * 3, porosity=phi, blobiness=1.0, seed=seed * 1000 + i))
+        ids.append(f"s{i:03d}")
+        write_volume(root / "volumes" / f"{ids[-1]}.tif", ims[-1])
+    res = permeability_batch(ims, **SOLVER)
+    rows = []
+    for sid, r in zip(ids, res):
+        k = np.asarray(r.k)
+        row = {"sample_id": sid, "porosity": r.porosity}
+        for c in K_COLUMNS[3]:
+            row[c] = float(k["xyz".index(c[2]), "xyz".index(c[3])])
+        row.update(steps=r.steps, converged=r.converged, residual=r.residual, max_mach=r.max_mach,
+                   labeler="lbm", status="ok", error="")
+        rows.append(row)
+    write_properties(root, pd.DataFrame(rows))
+    write_yaml(root / "dataset.yaml", {"dims": 3, "shape": [SIZE] * 3, "voxel_size": 1e-6, "pore": 1,
+                                       "solver": SOLVER})
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from models.config import PVAEConfig
+    from models.train import Trainer
+
+    root = tmp_path_factory.mktemp("inverse")
+    data = make_dataset(root / "data")
+    cfg = PVAEConfig(dims=3, input_size=SIZE, channels=[8, 16], latent_dim=4, regressor_depth=1,
+                     regressor_width=32, epochs=12, batch_size=8, lr=3e-3, beta=0.05, patience=100,
+                     device="cpu", num_threads=2, n_generate=4, seed=0)
+    Trainer(cfg, data).fit(root / "train", log=None)
+    return {"root": root, "data": data, "ckpt": root / "train" / "best"}
+
+
+def held_out(data):
+    from data_pipeline.dataset import VoxelDataset
+    test = VoxelDataset(data, "test", properties=["porosity", "k_xx", "k_yy", "k_zz"])
+    return test.ids, test.targets
+
+
+def design_cfg(trained, out, **kw):
+    from inverse.config import DesignConfig
+    base = dict(model=str(trained["ckpt"]), methods=["bo"], n_calls=14, n_initial=6, n_candidates=2,
+                solver=SOLVER, out=str(out), mlflow=False, figures=False, seed=3)
+    base.update(kw)
+    return DesignConfig(**base)
+
+
+def test_held_out_target_is_designed_and_verified(trained, tmp_path):
+    from inverse.design import design
+
+    ids, y = held_out(trained["data"])
+    phi, kxx = float(y[0, 0]), float(y[0, 1])
+    cfg = design_cfg(trained, tmp_path / "a", targets=[f"porosity={phi:.4f},k_xx={kxx:.5g}"],
+                     methods=["bo", "gradient"], figures=True,
+                     tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", mlflow=True)
+    out = design(cfg, log=lambda *a: None)
+    res = pd.read_csv(tmp_path / "a" / "results.csv")
+    assert list(res.columns[:6]) == ["target_id", "method", "candidate", "pred_porosity", "verified_porosity", "hit"]
+    assert {"pred_k_xx", "verified_k_xx", "err_k_xx", "threshold", "threshold_rule"} <= set(res.columns)
+    assert len(res) == 4 and set(res["method"]) == {"bo", "gradient"}
+    # the binarization hits the target porosity; the solver confirms it
+    assert (abs(res["verified_porosity"] - phi) <= cfg.tol_porosity).all()
+    assert res["converged"].all() and (res["verified_k_xx"] > 0).all()
+    # hit == within both tolerances, recomputed from the table
+    expect = (abs(res["verified_porosity"] - phi) <= 0.02) & (abs(res["verified_k_xx"] - kxx) <= 0.15 * kxx + 1e-12)
+    assert (res["hit"] == expect).all()
+    for tif in res["tif"]:
+        im = read_volume(tmp_path / "a" / tif)
+        assert im.shape == (SIZE,) * 3
+    figs = {p.name for p in (tmp_path / "a" / "figures").iterdir()}
+    assert {"convergence_t0.png", "slices_t0.png", "pred_vs_verified.png"} <= figs
+    import mlflow
+    run = mlflow.MlflowClient(cfg.tracking_uri).get_run(out.run_id)
+    assert run.data.params["methods"] == "bo,gradient" and "bo_hit_rate" in run.data.metrics
+    # z stays in the stated box
+    from inverse.model_source import load_bundle
+    from inverse.objective import latent_space
+    b = load_bundle(str(trained["ckpt"]))
+    space = latent_space(b.mu_train, cfg.bounds, cfg.quantile, cfg.box_margin)
+    z = res[[c for c in res.columns if c.startswith("z") and c[1:].isdigit()]].to_numpy()
+    assert space.inside(z, atol=1e-6).all() and res["inside_box"].all()
+
+
+def test_same_seed_gives_identical_results(trained, tmp_path):
+    from inverse.design import design
+
+    cfgs = [design_cfg(trained, tmp_path / n, targets=["porosity=0.5,k_yy>=0.01"], methods=["bo", "random"],
+                       n_candidates=1) for n in ("a", "b")]
+    for c in cfgs:
+        design(c, log=lambda *a: None)
+    a, b = ((tmp_path / n / "results.csv").read_bytes() for n in ("a", "b"))
+    assert a == b
+
+
+def test_impossible_target_is_flagged_as_extrapolation(trained, tmp_path):
+    from inverse.design import design
+
+    cfg = design_cfg(trained, tmp_path / "x", targets=["porosity=0.97,k_xx=50"])
+    out = design(cfg, log=lambda *a: None)
+    s = pd.read_csv(tmp_path / "x" / "targets.csv")
+    assert s.loc[0, "status"] == "extrapolation" and "outside the training labels" in s.loc[0, "notes"]
+    assert s.loc[0, "nearest_porosity"] <= 0.75  # the nearest achievable value is inside the labels
+    assert out.results.empty  # not silently attempted
+
+
+def test_clear_errors_for_bad_model_and_unknown_property(trained, tmp_path, capsys, monkeypatch):
+    from inverse.design import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    rc = main(["--model", str(tmp_path / "nowhere"), "--target", "porosity=0.5", "--out", str(tmp_path / "o"),
+               "--no-mlflow"])
+    assert rc == 2 and "no such checkpoint folder" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("config.json", "norm.json"):
+        (broken / f).write_text((trained["ckpt"] / f).read_text())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    rc = main(["--model", str(broken), "--target", "porosity=0.5", "--out", str(tmp_path / "o"), "--no-mlflow"])
+    assert rc == 2 and "cannot load the checkpoint" in capsys.readouterr().err
+    rc = main(["--model", "models:/no-such-model@champion", "--target", "porosity=0.5", "--out",
+               str(tmp_path / "o"), "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no-such-model" in err and "cannot download" in err
+    rc = main(["--model", str(trained["ckpt"]), "--target", "porosity=0.5,k_q=1", "--out", str(tmp_path / "o"),
+               "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'k_q'" in err and "k_xx" in err
+
+
+def test_interpolate_between_two_samples(trained, tmp_path):
+    from inverse.interpolate import main
+
+    ids, _ = held_out(trained["data"])
+    out = tmp_path / "path"
+    rc = main([ids[0], ids[1], "--steps", "4", "--model", str(trained["ckpt"]), "--out", str(out)])
+    assert rc == 0
+    df = pd.read_csv(out / "interpolation.csv")
+    assert list(df["t"]) == [0.0, 1 / 3, 2 / 3, 1.0] or np.allclose(df["t"], np.linspace(0, 1, 4))
+    assert (abs(df["binary_porosity"] - df["decoded_porosity"]) <= 0.01).all()
+    assert len(list((out / "volumes").glob("*.tif"))) == 4 and (out / "interpolation.png").is_file()
+
+
+def test_promoted_model_is_resolved_from_the_registry(trained, tmp_path, monkeypatch):
+    """`tuning promote` registers models:/pvae@champion; the inverse stage loads the same weights from it."""
+    import mlflow
+    import torch
+
+    from inverse.model_source import load_bundle
+    from tuning.promote import promote
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"best_checkpoint": str(trained["root"] / "train"), "dataset": str(trained["data"])})
+    promote(uri, run.info.run_id, name="pvae", alias="champion", check=False)
+    b = load_bundle("models:/pvae@champion", cache_dir=tmp_path / "cache")
+    local = load_bundle(str(trained["ckpt"]))
+    assert b.dataset == local.dataset and np.allclose(b.mu_train, local.mu_train)
+    z = torch.zeros(1, b.cfg.latent_dim)
+    assert torch.equal(b.model.decode(z), local.model.decode(z))
