@@ -6,12 +6,12 @@ key fails at once (``from_dict`` / ``load_config``), like nanoGPT's "Unknown con
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from models.common import FlatConfig
 
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -19,7 +19,7 @@ ACTIVATIONS = ("relu", "silu", "leaky_relu")
 
 
 @dataclass
-class PVAEConfig:
+class PVAEConfig(FlatConfig):
     """Configuration of one pVAE training run.
 
     Model
@@ -130,49 +130,6 @@ class PVAEConfig:
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
             bad("split_fractions", "must be three fractions summing to 1")
 
-    # --- serialization -------------------------------------------------------------------
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PVAEConfig":
-        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
-        names = set(cls.field_names())
-        for key in d:
-            if key not in names:
-                raise ValueError(f"Unknown config key {key!r}; valid keys: {', '.join(sorted(names))}")
-        kwargs = {}
-        for k, v in d.items():
-            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars from searchers
-                v = v.item()
-            if k in ("properties", "channels", "split_fractions") and v is not None:
-                v = list(v)
-            kwargs[k] = v
-        # integers that arrive as floats from search spaces (e.g. hyperopt quniform)
-        for k in ("dims", "input_size", "latent_dim", "regressor_depth", "regressor_width", "batch_size",
-                  "epochs", "beta_warmup_epochs", "patience", "seed", "split_seed", "kernel_size",
-                  "eval_batch_size", "n_generate"):
-            if k in kwargs and isinstance(kwargs[k], float) and kwargs[k].is_integer():
-                kwargs[k] = int(kwargs[k])
-        for k in ("dataset_size", "num_threads"):
-            if isinstance(kwargs.get(k), float) and kwargs[k].is_integer():
-                kwargs[k] = int(kwargs[k])
-        if "channels" in kwargs:
-            kwargs["channels"] = [int(c) for c in kwargs["channels"]]
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes) -> "PVAEConfig":
-        """A copy with some fields changed (unknown keys raise, like from_dict)."""
-        return PVAEConfig.from_dict({**self.to_dict(), **changes})
-
-    def to_json(self, path: str | Path) -> None:
-        from data_pipeline.io import atomic_path
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
 
 
 def load_config(path: str | Path | None = None, **overrides) -> PVAEConfig:

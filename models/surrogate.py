@@ -24,7 +24,6 @@ Command line: ``python -m models.surrogate train|evaluate|predict`` (see models/
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -40,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from data_pipeline.io import K_COLUMNS
+from models.common import FlatConfig, setup_optimization
 from models.checkpoint import Normalizer, read_metrics, read_train_state, write_checkpoint
 from models.pvae import _act, _norm
 from models.surrogate_augment import TensorAugmenter, symmetry_group
@@ -55,7 +55,7 @@ KIND = "permeability-surrogate"  # written into metrics.json so a folder says wh
 # config
 # ================================================================================================
 @dataclass
-class SurrogateConfig:
+class SurrogateConfig(FlatConfig):
     """Configuration of one surrogate training run (flat; every field a plain value).
 
     Model
@@ -117,9 +117,6 @@ class SurrogateConfig:
     eval_batch_size: int = 64
     tta: bool = False
 
-    _INTS = ("dims", "input_size", "scales", "kernel_size", "head_depth", "head_width", "batch_size", "epochs",
-             "patience", "seed", "split_seed", "eval_batch_size")
-
     def __post_init__(self) -> None:
         if self.components is None:
             self.components = ["porosity"] + list(K_COLUMNS.get(int(self.dims), []))
@@ -170,36 +167,6 @@ class SurrogateConfig:
             bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
             bad("split_fractions", "must be three fractions summing to 1")
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SurrogateConfig":
-        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
-        names = set(cls.field_names())
-        for key in d:
-            if key not in names:
-                raise ValueError(f"Unknown config key {key!r}; valid keys: {', '.join(sorted(names))}")
-        kwargs = {}
-        for k, v in d.items():
-            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars from searchers
-                v = v.item()
-            if k in ("components", "channels", "split_fractions") and v is not None:
-                v = list(v)
-            if (k in cls._INTS or k in ("dataset_size", "num_threads")) and isinstance(v, float) and v.is_integer():
-                v = int(v)  # integers that arrive as floats from search spaces (hyperopt quniform)
-            kwargs[k] = v
-        if kwargs.get("channels") is not None:
-            kwargs["channels"] = [int(c) for c in kwargs["channels"]]
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes) -> "SurrogateConfig":
-        return SurrogateConfig.from_dict({**self.to_dict(), **changes})
 
 
 def load_surrogate_config(path=None, **overrides) -> SurrogateConfig:
@@ -440,25 +407,7 @@ class SurrogateTrainer:
         self.norm = fit_normalizer(cfg, self.train_set.targets)
         self._load_tensors()
 
-        self.model = MultiscaleCNN.from_config(cfg).to(self.device)
-        self.memory_format = torch.preserve_format
-        if self.cuda and cfg.channels_last:
-            self.memory_format = torch.channels_last_3d if cfg.dims == 3 else torch.channels_last
-            self.model = self.model.to(memory_format=self.memory_format)
-        self.amp_dtype = None
-        if self.cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.scheduler == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * cfg.min_lr_ratio)
-        elif cfg.scheduler == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, factor=0.5, patience=max(cfg.patience // 2, 1))
-        else:
-            self.scheduler = None
+        setup_optimization(self, MultiscaleCNN.from_config(cfg), cfg)
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
         self.augmenter = TensorAugmenter(cfg.dims, cfg.components, seed=cfg.seed + 1) if cfg.augment else None
 

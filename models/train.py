@@ -26,6 +26,7 @@ import torch
 
 from models.checkpoint import (Normalizer, read_config, read_metrics, read_train_state,
                                write_checkpoint)
+from models.common import setup_optimization
 from models.config import PVAEConfig, load_config, parse_override
 from models.losses import pvae_loss
 from models.pvae import PVAE
@@ -90,25 +91,7 @@ class Trainer:
         self.x_train, self.y_train = self._tensors(self.train_set)  # (N, 1, *shape) uint8, (N, P)
         self.x_val, self.y_val = self._tensors(self.val_set)
 
-        self.model = PVAE.from_config(cfg).to(self.device)
-        self.memory_format = torch.preserve_format
-        if self.cuda and cfg.channels_last:
-            self.memory_format = torch.channels_last_3d if cfg.dims == 3 else torch.channels_last
-            self.model = self.model.to(memory_format=self.memory_format)
-        self.amp_dtype = None
-        if self.cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.scheduler == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * cfg.min_lr_ratio)
-        elif cfg.scheduler == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, factor=0.5, patience=max(cfg.patience // 2, 1))
-        else:
-            self.scheduler = None
+        setup_optimization(self, PVAE.from_config(cfg), cfg)
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
 
         self.epoch = 0
