@@ -28,7 +28,6 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from data_pipeline.io import K_COLUMNS
-from models.common import FlatConfig, setup_optimization
-from models.checkpoint import Normalizer, read_metrics, read_train_state, write_checkpoint
+from models.common import EpochTrainer, FlatConfig, setup_optimization
+from models.checkpoint import Normalizer
 from models.pvae import _act, _norm
 from models.surrogate_augment import TensorAugmenter, symmetry_group
 from models.train import _batches, resolve_device
@@ -369,7 +368,7 @@ def fit_normalizer(cfg: SurrogateConfig, y_raw: np.ndarray) -> Normalizer:
     return Normalizer.fit(cfg.components, y_raw, cfg.k_floor)
 
 
-class SurrogateTrainer:
+class SurrogateTrainer(EpochTrainer):
     """Owns model, optimizer, scheduler, data and the epoch loop of one surrogate training run.
 
     Same shape as models.train.Trainer (one epoch per ``train_epoch`` call, checkpoint folders), so
@@ -411,13 +410,7 @@ class SurrogateTrainer:
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
         self.augmenter = TensorAugmenter(cfg.dims, cfg.components, seed=cfg.seed + 1) if cfg.augment else None
 
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.best_val = math.inf
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self._improved = False
-        self._best_state: dict | None = None
+        self._init_loop_state()
 
     # --- data ------------------------------------------------------------------------------
     def _load_tensors(self) -> None:
@@ -444,9 +437,6 @@ class SurrogateTrainer:
         if self.memory_format is not torch.preserve_format:
             x = x.contiguous(memory_format=self.memory_format)
         return x, (y_log - self._mean) / self._std  # (B, P) normalized
-
-    def _autocast(self):
-        return nullcontext() if self.amp_dtype is None else torch.autocast("cuda", dtype=self.amp_dtype)
 
     # --- epoch loop ------------------------------------------------------------------------
     def train_epoch(self) -> dict:
@@ -484,12 +474,7 @@ class SurrogateTrainer:
         metrics.update({f"val_{k}": v for k, v in val.items()})
         metrics.update({"lr": lr, "train_samples_per_s": n_seen / max(train_time, 1e-9),
                         "epoch_time_s": time.perf_counter() - t0})
-        self._improved = metrics["val_loss"] < self.best_val - cfg.min_delta
-        if self._improved:
-            self.best_val, self.best_epoch, self.bad_epochs = metrics["val_loss"], self.epoch, 0
-            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.bad_epochs += 1
+        self._update_best(metrics["val_loss"])
         metrics["best_val"] = self.best_val
         self.history.append(metrics)
         return metrics
@@ -510,92 +495,27 @@ class SurrogateTrainer:
         out.update({f"mse_{name}": float(v) for name, v in zip(self.cfg.components, per)})
         return out
 
-    def should_stop(self) -> bool:
-        """True after ``patience`` epochs without val_loss improvement, or once ``epochs`` are done."""
-        if self.epoch >= self.cfg.epochs:
-            return True
-        return self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience
+    # --- hooks of EpochTrainer ---------------------------------------------------------------
+    KIND = KIND  # the module constant: metrics.json says what the folder holds
+    read_config = staticmethod(read_surrogate_config)
 
-    def is_best(self) -> bool:
-        """The last completed epoch improved best_val."""
-        return self._improved
+    def _reload_tensors(self) -> None:
+        self._load_tensors()  # normalized with the restored statistics
 
-    # --- checkpoints -----------------------------------------------------------------------
-    def save_checkpoint(self, folder) -> None:
-        """Write weights, config, normalization, metrics and the full training state to ``folder``."""
-        last = self.history[-1] if self.history else {}
-        metrics = {"kind": KIND, "epoch": self.epoch, "best_val": self.best_val, "best_epoch": self.best_epoch,
-                   "bad_epochs": self.bad_epochs, "improved": self._improved,
-                   "dataset_dir": str(self.dataset_dir), "dataset_hash": self.dataset_hash,
-                   "n_train": len(self.train_set), "n_val": len(self.val_set), "last": last,
-                   "history": self.history}
-        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
-                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "loader_rng": self.loader_rng.get_state()}
+    def _train_state(self) -> dict:
+        state = super()._train_state()
         if self.augmenter is not None:
             state["augment_rng"] = self.augmenter.rng.get_state()
-        if self.cuda:
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        write_checkpoint(folder, self.model, self.cfg, self.norm, metrics, state)
+        return state
 
-    @classmethod
-    def resume(cls, folder, dataset_dir) -> "SurrogateTrainer":
-        """A trainer that continues the run saved in ``folder`` (its config, weights and state)."""
-        from safetensors.torch import load_file
+    def _load_train_state(self, state: dict) -> None:
+        super()._load_train_state(state)
+        if self.augmenter is not None and "augment_rng" in state:
+            self.augmenter.rng.set_state(state["augment_rng"])
 
-        folder = Path(folder)
-        cfg = read_surrogate_config(folder)
-        state = read_train_state(folder)
-        trainer = cls(cfg, dataset_dir)
-        metrics = read_metrics(folder)
-        if metrics.get("dataset_hash") not in (None, trainer.dataset_hash):
-            print(f"warning: {dataset_dir} changed since {folder} was written "
-                  f"(hash {metrics['dataset_hash']} -> {trainer.dataset_hash})", file=sys.stderr)
-        trainer.norm = Normalizer.from_dict(json.loads((folder / "norm.json").read_text()))
-        trainer._load_tensors()
-        trainer.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(trainer.device)))
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        if trainer.scheduler is not None and state.get("scheduler"):
-            trainer.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            trainer.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        trainer.loader_rng.set_state(state["loader_rng"])
-        if trainer.augmenter is not None and "augment_rng" in state:
-            trainer.augmenter.rng.set_state(state["augment_rng"])
-        if trainer.cuda and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], trainer.device)
-        trainer.epoch = int(state["epoch"])
-        trainer.history = list(metrics.get("history", []))
-        best = metrics.get("best_val")
-        trainer.best_val = math.inf if best is None else float(best)
-        trainer.best_epoch = int(metrics.get("best_epoch", 0))
-        trainer.bad_epochs = int(metrics.get("bad_epochs", 0))
-        trainer._improved = bool(metrics.get("improved", False))
-        best_dir = folder.parent / "best"
-        if best_dir.is_dir() and best_dir != folder:
-            trainer._best_state = load_file(str(best_dir / "model.safetensors"), device=str(trainer.device))
-        return trainer
-
-    def fit(self, out_dir, log=print) -> dict:
-        """Train until early stopping or ``epochs``; keeps out_dir/best (lowest val_loss) and out_dir/last.
-        On return the model holds the BEST weights. Returns a summary dict."""
-        out_dir = Path(out_dir)
-        t0 = time.perf_counter()
-        while not self.should_stop():
-            m = self.train_epoch()
-            self.save_checkpoint(out_dir / "last")
-            if self.is_best():
-                self.save_checkpoint(out_dir / "best")
-            if log:
-                log(f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f}  val {m['val_loss']:.4f}  "
-                    f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s" + ("  *" if self.is_best() else ""))
-        if self._best_state is not None:
-            self.model.load_state_dict(self._best_state)
-        return {"best_val": self.best_val, "best_epoch": self.best_epoch, "epochs": self.epoch,
-                "stopped_early": self.epoch < self.cfg.epochs, "train_time_s": time.perf_counter() - t0,
-                "best_dir": str(out_dir / "best"), "last_dir": str(out_dir / "last")}
+    def _log_line(self, m: dict) -> str:
+        return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f}  val {m['val_loss']:.4f}  "
+                f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def surrogate(self) -> Surrogate:
         """The current model wrapped for inference (shares the weights; switches it to eval mode)."""

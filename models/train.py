@@ -14,19 +14,15 @@ and an uninterrupted one give the same numbers (on CPU).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.checkpoint import (Normalizer, read_config, read_metrics, read_train_state,
-                               write_checkpoint)
-from models.common import setup_optimization
+from models.checkpoint import Normalizer, read_config
+from models.common import EpochTrainer, setup_optimization
 from models.config import PVAEConfig, load_config, parse_override
 from models.losses import pvae_loss
 from models.pvae import PVAE
@@ -53,7 +49,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return parts
 
 
-class Trainer:
+class Trainer(EpochTrainer):
     """Owns model, optimizer, scheduler, data and the epoch loop of one training run.
 
     Attributes
@@ -94,13 +90,7 @@ class Trainer:
         setup_optimization(self, PVAE.from_config(cfg), cfg)
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
 
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.best_val = math.inf
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self._improved = False
-        self._best_state: dict | None = None
+        self._init_loop_state()
 
     # --- data ------------------------------------------------------------------------------
     def _check_dataset(self, ds) -> None:
@@ -125,11 +115,6 @@ class Trainer:
         if self.memory_format is not torch.preserve_format:
             x = x.contiguous(memory_format=self.memory_format)
         return x, y.to(self.device, non_blocking=True)
-
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
 
     # --- epoch loop ------------------------------------------------------------------------
     def beta_at(self, progress: float) -> float:
@@ -180,12 +165,7 @@ class Trainer:
         metrics.update({f"val_{k}": v for k, v in val.items()})
         metrics.update({"lr": lr, "beta_eff": beta, "train_samples_per_s": n_seen / max(train_time, 1e-9),
                         "epoch_time_s": time.perf_counter() - t0})
-        self._improved = metrics["val_loss"] < self.best_val - self.cfg.min_delta
-        if self._improved:
-            self.best_val, self.best_epoch, self.bad_epochs = metrics["val_loss"], self.epoch, 0
-            self._best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            self.bad_epochs += 1
+        self._update_best(metrics["val_loss"])
         metrics["best_val"] = self.best_val
         self.history.append(metrics)
         return metrics
@@ -205,94 +185,17 @@ class Trainer:
                 sums[k] += terms[k].item() * len(idx)
         return {k: v / len(self.x_val) for k, v in sums.items()}
 
-    def should_stop(self) -> bool:
-        """True after `patience` epochs without val_loss improvement, or once `epochs` are done."""
-        if self.epoch >= self.cfg.epochs:
-            return True
-        return self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience
+    # --- hooks of EpochTrainer ---------------------------------------------------------------
+    read_config = staticmethod(read_config)
 
-    def is_best(self) -> bool:
-        """The last completed epoch improved best_val."""
-        return self._improved
+    def _reload_tensors(self) -> None:
+        self.x_train, self.y_train = self._tensors(self.train_set)  # normalized with the restored stats
+        self.x_val, self.y_val = self._tensors(self.val_set)
 
-    # --- checkpoints -----------------------------------------------------------------------
-    def _metrics_record(self) -> dict:
-        last = self.history[-1] if self.history else {}
-        return {"epoch": self.epoch, "best_val": self.best_val, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "improved": self._improved,
-                "dataset_dir": str(self.dataset_dir), "dataset_hash": self.dataset_hash,
-                "n_train": len(self.train_set), "n_val": len(self.val_set), "last": last,
-                "history": self.history}
-
-    def save_checkpoint(self, folder) -> None:
-        """Write weights, config, normalization, metrics and the full training state to ``folder``."""
-        state = {"epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
-                 "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "loader_rng": self.loader_rng.get_state()}
-        if self.cuda:
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        write_checkpoint(folder, self.model, self.cfg, self.norm, self._metrics_record(), state)
-
-    @classmethod
-    def resume(cls, folder, dataset_dir) -> "Trainer":
-        """A Trainer that continues the run saved in ``folder`` (its config, weights and state)."""
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        cfg = read_config(folder)
-        state = read_train_state(folder)
-        trainer = cls(cfg, dataset_dir)
-        metrics = read_metrics(folder)
-        if metrics.get("dataset_hash") not in (None, trainer.dataset_hash):
-            print(f"warning: {dataset_dir} changed since {folder} was written "
-                  f"(hash {metrics['dataset_hash']} -> {trainer.dataset_hash})", file=sys.stderr)
-        saved_norm = json.loads((folder / "norm.json").read_text())
-        trainer.norm = Normalizer.from_dict(saved_norm)  # the statistics the weights were trained with
-        trainer.x_train, trainer.y_train = trainer._tensors(trainer.train_set)
-        trainer.x_val, trainer.y_val = trainer._tensors(trainer.val_set)
-        trainer.model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(trainer.device)))
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        if trainer.scheduler is not None and state.get("scheduler"):
-            trainer.scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            trainer.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        trainer.loader_rng.set_state(state["loader_rng"])
-        if trainer.cuda and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], trainer.device)
-        trainer.epoch = int(state["epoch"])
-        trainer.history = list(metrics.get("history", []))
-        best = metrics.get("best_val")
-        trainer.best_val = math.inf if best is None else float(best)
-        trainer.best_epoch = int(metrics.get("best_epoch", 0))
-        trainer.bad_epochs = int(metrics.get("bad_epochs", 0))
-        trainer._improved = bool(metrics.get("improved", False))
-        best_dir = folder.parent / "best"
-        if best_dir.is_dir() and best_dir != folder:
-            trainer._best_state = load_file(str(best_dir / "model.safetensors"), device=str(trainer.device))
-        return trainer
-
-    def fit(self, out_dir, log=print) -> dict:
-        """Train until early stopping or `epochs`; keeps out_dir/best (lowest val_loss) and
-        out_dir/last. On return the model holds the BEST weights. Returns a summary dict."""
-        out_dir = Path(out_dir)
-        t0 = time.perf_counter()
-        while not self.should_stop():
-            m = self.train_epoch()
-            self.save_checkpoint(out_dir / "last")
-            if self.is_best():
-                self.save_checkpoint(out_dir / "best")
-            if log:
-                log(f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
-                    f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f})  val {m['val_loss']:.4f} "
-                    f"(prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s"
-                    + ("  *" if self.is_best() else ""))
-        if self._best_state is not None:
-            self.model.load_state_dict(self._best_state)
-        return {"best_val": self.best_val, "best_epoch": self.best_epoch, "epochs": self.epoch,
-                "stopped_early": self.epoch < self.cfg.epochs, "train_time_s": time.perf_counter() - t0,
-                "best_dir": str(out_dir / "best"), "last_dir": str(out_dir / "last")}
+    def _log_line(self, m: dict) -> str:
+        return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
+                f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f})  val {m['val_loss']:.4f} "
+                f"(prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def evaluate(self, split: str = "test", out_dir=None) -> dict:
         """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""
