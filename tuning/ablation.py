@@ -7,7 +7,10 @@ evaluated on the fixed test split), then writes to the study folder and logs to 
 
     ablation.csv          one row per trial: dataset_size, seed, n_train, test metrics
     ablation_summary.csv  per size: mean, std and count over seeds of each test metric
-    ablation.png          test reconstruction (BCE, nats/voxel) and property R^2 against training-set size
+    ablation.png          test reconstruction (BCE, nats/voxel; surrogate: MSE of the normalized targets)
+                          and property R^2 against training-set size
+
+It works for every model of tuning.config.MODELS (``model:`` of the config), as the studies do.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from tuning import tracking
 from tuning.config import StudyConfig, load_study_config
 
 #: Test metrics put in the table (when the evaluation produced them); R^2 of each property is added.
-METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_porosity_error", "test_r2_mean")
+METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_porosity_error", "test_r2_mean", "test_mse_norm")
 
 
 def ablation_space(cfg: StudyConfig) -> dict:
@@ -53,11 +56,11 @@ def run_ablation(cfg: StudyConfig, tracking_uri: str | None = None) -> dict:
     table = ablation_table(handle.results)
     summary = summarize_table(table)
     out = Path(handle.experiment_path) if "://" not in handle.experiment_path else Path("runs") / cfg.name
-    paths = write_outputs(table, summary, out)
+    paths = write_outputs(table, summary, out, first=cfg.spec.ablation_metric)
     c = tracking.client(handle.tracking_uri)
     for p in paths.values():
         c.log_artifact(handle.parent_run_id, str(p), artifact_path="ablation")
-    main = ["dataset_size", "n_train_mean"] + [f"{m}_{s}" for m in ("test_recon_bce", "test_r2_mean")
+    main = ["dataset_size", "n_train_mean"] + [f"{m}_{s}" for m in (cfg.spec.ablation_metric[0], "test_r2_mean")
                                                for s in ("mean", "std")] + ["n_seeds"]
     print(summary[[c for c in main if c in summary.columns]].to_string(index=False))
     print(f"\nablation table {paths['table_csv']}\nfigure {paths['figure']}")
@@ -90,8 +93,10 @@ def summarize_table(table):
     return summary.reset_index()
 
 
-def write_outputs(table, summary, out_dir: Path) -> dict:
-    """ablation.csv, ablation_summary.csv and ablation.png in ``out_dir`` (atomic writes)."""
+def write_outputs(table, summary, out_dir: Path,
+                  first: tuple = ("test_recon_bce", "test reconstruction BCE (nats/voxel)")) -> dict:
+    """ablation.csv, ablation_summary.csv and ablation.png in ``out_dir`` (atomic writes); ``first``
+    = (test metric, axis label) of the left panel (the model's ModelSpec.ablation_metric)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,7 +114,7 @@ def write_outputs(table, summary, out_dir: Path) -> dict:
 
     ok = table[table["status"] == "OK"]
     r2_cols = [c for c in ok.columns if c.startswith("test_r2_") and c != "test_r2_mean"]
-    panels = [("test_recon_bce", "test reconstruction BCE (nats/voxel)", ["test_recon_bce"]),
+    panels = [(first[0], first[1], [first[0]]),
               ("test_r2_mean", "test property R$^2$ (porosity; log10 k)", ["test_r2_mean"] + r2_cols)]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, (_, label, cols) in zip(axes, panels):
@@ -117,7 +122,7 @@ def write_outputs(table, summary, out_dir: Path) -> dict:
             if col not in ok.columns:
                 continue
             x_all = ok["n_train"].astype(float)
-            main = col in ("test_recon_bce", "test_r2_mean")
+            main = col in (first[0], "test_r2_mean")
             g = ok.groupby("n_train")[col]
             mean, std = g.mean(), g.std().fillna(0.0)
             ax.errorbar(mean.index.astype(float), mean.values, yerr=std.values, marker="o", capsize=3,

@@ -1,10 +1,12 @@
 """The one flat config of the tuning stage (a study or an ablation) and its search-space parser.
 
-A study YAML names the dataset, the fixed training settings (``train:``, fields of
-``models.config.PVAEConfig``), the search space (``search_space:``, distributions over fields of
-the same config) and how Ray Tune searches, schedules, checkpoints and places trials. Every key
-of ``train`` and ``search_space`` is checked against the training config before Ray starts:
-an unknown key fails at once, naming the key and the file.
+A study YAML names the model to tune (``model:``, a key of :data:`MODELS`: ``pvae``, the default,
+or ``surrogate``, the CNN permeability surrogate of models/surrogate.py), the dataset, the fixed
+training settings (``train:``, fields of that model's config dataclass: ``models.config.PVAEConfig``
+or ``models.surrogate.SurrogateConfig``), the search space (``search_space:``, distributions over
+fields of the same config) and how Ray Tune searches, schedules, checkpoints and places trials.
+Every key of ``train`` and ``search_space`` is checked against the chosen model's config before
+Ray starts: an unknown key fails at once, naming the key, the model and the file.
 
 Distributions use Ray Tune's own names and semantics (``tune.<name>(*args)``)::
 
@@ -16,6 +18,14 @@ Distributions use Ray Tune's own names and semantics (``tune.<name>(*args)``)::
       regressor_depth: {randint: [1, 4]}     # Ray's randint: upper bound exclusive -> 1, 2, 3
       batch_size: 8                          # a plain value is held fixed
       alpha: {grid: [0.5, 1.0]}              # grid_search (only with search: grid or random)
+
+The surrogate's search space is a second one over SurrogateConfig fields (``configs/tune_surrogate_smoke.yaml``)::
+
+    model: surrogate
+    search_space:
+      lr: {loguniform: [1.0e-4, 3.0e-3]}
+      head_depth: {randint: [0, 3]}
+      dropout: {uniform: [0.0, 0.3]}
 """
 from __future__ import annotations
 
@@ -34,20 +44,93 @@ DISTRIBUTIONS = {
 }
 SEARCHERS = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "fifo")
-#: The hyperparameters users tune (DESIGN.md); every study logs them as MLflow params.
+#: The hyperparameters users tune (DESIGN.md); every pVAE study logs them as MLflow params.
 CORE_PARAMS = ("latent_dim", "beta", "lr", "dataset_size", "regressor_depth")
+
+
+def _resolve(ref: str):
+    """``"package.module:attr"`` -> the object (imported on first use: no torch import at config time)."""
+    import importlib
+
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the tuning stage needs to know about one trainable model (see :data:`MODELS`).
+
+    config / trainer / load_config are ``module:attr`` references resolved on use. The trainer has the
+    shape of ``models.train.Trainer``: ``Trainer(cfg, dataset_dir)``, ``train_epoch() -> dict`` (with
+    ``val_loss``), ``should_stop()``, ``is_best()``, ``save_checkpoint(folder)``,
+    ``Trainer.resume(folder, dataset_dir)``, ``evaluate(split, out_dir) -> dict``, ``train_set``,
+    ``load_best_weights()`` (both derive from ``models.common.EpochTrainer``). targets_field names the config field that lists the target columns of
+    properties.csv; core_params are the hyperparameters always shown in summaries (besides the
+    searched ones); registered_name is the MLflow registered model of ``promote`` (None: refused);
+    ablation_metric is the first panel of the ablation figure (test metric, axis label).
+    """
+
+    name: str
+    config: str
+    trainer: str
+    load_config: str
+    targets_field: str
+    core_params: tuple = ()
+    registered_name: str | None = None
+    ablation_metric: tuple = ("test_recon_bce", "test reconstruction BCE (nats/voxel)")
+
+    def config_class(self):
+        return _resolve(self.config)
+
+    def trainer_class(self):
+        return _resolve(self.trainer)
+
+    def field_names(self) -> set[str]:
+        return set(self.config_class().field_names())
+
+    def load_base(self, path) -> dict:
+        """A models YAML (``train_config``) of this model as a dict of config fields."""
+        return _resolve(self.load_config)(path).to_dict()
+
+    def make_config(self, d: dict):
+        return self.config_class().from_dict(d)
+
+    def default_targets(self, dims: int) -> list[str]:
+        return list(getattr(self.config_class()(dims=dims), self.targets_field))
+
+
+#: The models a study can tune (``model:`` of the study YAML); one trainable drives them all.
+MODELS = {
+    "pvae": ModelSpec("pvae", "models.config:PVAEConfig", "models.train:Trainer", "models.config:load_config",
+                      targets_field="properties", core_params=CORE_PARAMS, registered_name="pvae"),
+    "surrogate": ModelSpec("surrogate", "models.surrogate:SurrogateConfig", "models.surrogate:SurrogateTrainer",
+                           "models.surrogate:load_surrogate_config", targets_field="components",
+                           core_params=("lr", "dataset_size"), registered_name=None,
+                           ablation_metric=("test_mse_norm", "test MSE of the normalized targets")),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
 
 
 @dataclass
 class StudyConfig:
     """Configuration of one Ray Tune study or dataset-size ablation.
 
+    Model
+        model ("pvae" | "surrogate", a key of MODELS): whose config ``train`` and ``search_space``
+        hold and which trainer the trials run.
     Data
         dataset (folder of a DESIGN.md dataset), build_config (a data_pipeline build YAML used to
         build ``dataset`` when it is missing; None = fail if missing).
     Training
-        train_config (a models YAML, the base PVAEConfig; None = defaults), train (fixed overrides
-        of PVAEConfig fields), search_space (distributions over PVAEConfig fields, see module doc).
+        train_config (a models YAML of the model, its base config; None = defaults), train (fixed
+        overrides of the model's config fields), search_space (distributions over the same fields,
+        see module doc).
     Search
         metric / mode (declared once: the searcher, ASHA, checkpoint ranking and promotion use them),
         search ("hyperopt" | "random" | "grid"), num_samples (trials; with grid: repeats of the grid),
@@ -67,6 +150,7 @@ class StudyConfig:
     """
 
     name: str = "pvae-study"
+    model: str = "pvae"
     dataset: str = "runs/data_smoke"
     build_config: str | None = None
     train_config: str | None = None
@@ -97,9 +181,12 @@ class StudyConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field; check train/search_space keys against PVAEConfig."""
+        """Raise ValueError naming the field; check train/search_space keys against the model's config."""
         def bad(name, why):
             raise ValueError(f"study config field {name!r} = {getattr(self, name)!r}: {why}")
+
+        if self.model not in MODELS:
+            bad("model", f"must be one of {tuple(MODELS)}")
 
         if self.mode not in ("min", "max"):
             bad("mode", "must be 'min' or 'max'")
@@ -117,15 +204,16 @@ class StudyConfig:
         if self.max_failures < -1:
             bad("max_failures", "must be >= -1 (-1 = retry forever)")
         if not isinstance(self.train, dict):
-            bad("train", "must be a mapping of PVAEConfig fields to values")
+            bad("train", "must be a mapping of training config fields to values")
         if not isinstance(self.search_space, dict):
-            bad("search_space", "must be a mapping of PVAEConfig fields to distributions")
-        fields = training_fields()
+            bad("search_space", "must be a mapping of training config fields to distributions")
+        spec = MODELS[self.model]
+        fields = spec.field_names()
         for section in ("train", "search_space"):
             for key in getattr(self, section):
                 if key not in fields:
-                    raise ValueError(f"{section}: unknown training config key {key!r}; "
-                                     f"valid keys: {', '.join(sorted(fields))}")
+                    raise ValueError(f"{section}: unknown training config key {key!r} for model {self.model!r} "
+                                     f"({spec.config.split(':')[1]}); valid keys: {', '.join(sorted(fields))}")
         for key, spec in self.search_space.items():
             parse_distribution(key, spec)  # raises on a malformed spec
             if is_grid(spec) and self.search == "hyperopt":
@@ -144,11 +232,14 @@ class StudyConfig:
     def experiment_name(self) -> str:
         return self.experiment or self.name
 
+    @property
+    def spec(self) -> ModelSpec:
+        """The model this study tunes (config class, trainer class, ...)."""
+        return MODELS[self.model]
+
     def base_training_dict(self) -> dict:
         """The fixed part of every trial's training config (train_config file + train overrides)."""
-        from models.config import load_config
-
-        base = load_config(self.train_config).to_dict() if self.train_config else {}
+        base = self.spec.load_base(self.train_config) if self.train_config else {}
         base.update(self.train)
         return _plain(base)
 
@@ -188,10 +279,9 @@ def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
     return StudyConfig.from_dict(data, source=str(path))
 
 
-def training_fields() -> set[str]:
-    from models.config import PVAEConfig
-
-    return set(PVAEConfig.field_names())
+def training_fields(model: str = "pvae") -> set[str]:
+    """Field names of the training config of ``model`` (what train/search_space may hold)."""
+    return model_spec(model).field_names()
 
 
 def is_grid(spec: Any) -> bool:

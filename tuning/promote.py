@@ -8,6 +8,13 @@ The model is a pyfunc (:mod:`tuning.pyfunc`) whose artifact is the trial's best 
 only (``model.safetensors``, ``config.json``, ``norm.json``; the optimizer state is left out), with an
 input/output signature and the code it needs, so ``mlflow.pyfunc.load_model("models:/pvae@champion")``
 works from another process and another working directory. It is logged into the trial's own MLflow run.
+
+Only pVAE studies are promoted. A study of the permeability surrogate (``model: surrogate``) is
+refused with a message naming its best checkpoint: the surrogate is not a pVAE (no latent space for
+``inverse design``), and its consumers take a checkpoint folder, not a registry URI
+(``models.surrogate.load_surrogate(FOLDER)``, ``python -m models.surrogate predict``, the ``surrogate:``
+labeler of ``python -m data_pipeline build``). Registering it under ``pvae`` would put a model that
+cannot decode behind ``models:/pvae@champion``.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from tuning import tracking
+from tuning.config import model_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Files of a checkpoint folder that make the model (no optimizer / RNG state).
@@ -60,6 +68,21 @@ def fetch_checkpoint(uri: str, dest: Path) -> Path:
     return dest
 
 
+class NotPromotable(ValueError):
+    """The study or run trained a model that ``promote`` does not register (the surrogate)."""
+
+
+def check_promotable(model: str, checkpoint: str | None = None) -> None:
+    """Raise NotPromotable for a model without a registered name (ModelSpec.registered_name None)."""
+    if model_spec(model).registered_name is None:
+        where = f" Its best checkpoint: {checkpoint.rstrip('/')}/best." if checkpoint else ""
+        raise NotPromotable(
+            f"a {model!r} study is not promoted to the MLflow Model Registry (only pVAE studies are: "
+            f"inverse design needs a pVAE behind models:/pvae@champion).{where} Use the checkpoint folder "
+            "directly: models.surrogate.load_surrogate(FOLDER), `python -m models.surrogate predict`, or "
+            "`surrogate: FOLDER` in a data_pipeline build config.")
+
+
 def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "champion",
             check: bool = True) -> dict:
     """Log the checkpoint of trial run ``run_id`` as a pyfunc model, register it, set the alias.
@@ -78,10 +101,14 @@ def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "ch
     uri = run.data.tags.get("best_checkpoint") or run.data.tags.get("last_checkpoint")
     if not uri:
         raise ValueError(f"MLflow run {run_id} has no checkpoint tag (best_checkpoint); is it a trial of a study?")
+    check_promotable(run.data.tags.get("model", "pvae"), uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = fetch_checkpoint(uri, Path(tmp) / "checkpoint")
+        import json
+        if "latent_dim" not in json.loads((ckpt / "config.json").read_text()):  # a run without the model tag
+            check_promotable("surrogate", uri)
         model, cfg, norm = load_model(ckpt)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
@@ -125,7 +152,8 @@ def _requirements() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuning promote", description=(
         "Register the best trial of a study (by the study's metric) or a given trial run as an MLflow model "
-        "and point an alias at it (models:/<name>@<alias>)."))
+        "and point an alias at it (models:/<name>@<alias>). pVAE studies only: a surrogate study (model: surrogate) "
+        "is refused with the path of its best checkpoint folder."))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--study", help="study folder (storage_path/name) of `python -m tuning run`")
     src.add_argument("--config", help="study YAML (its storage_path/name is the study folder)")
@@ -155,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             uri = args.tracking_uri or state["tracking_uri"]
             run = best_trial_run(uri, state["experiment_id"], state["parent_run_id"],
                                  state["study"]["metric"], state["study"]["mode"])
+            check_promotable(state["study"].get("model", "pvae"),  # names the best trial's checkpoint
+                             run.data.tags.get("best_checkpoint") or run.data.tags.get("last_checkpoint"))
             run_id = run.info.run_id
             print(f"best trial {run.data.tags.get(tracking.TRIAL_TAG)} (run {run_id}): "
                   f"best_{state['study']['metric']} = {run.data.metrics['best_' + state['study']['metric']]:.5g}")

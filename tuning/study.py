@@ -1,7 +1,11 @@
-"""Run and resume Ray Tune studies of the pVAE; the ``run`` and ``resume`` verbs.
+"""Run and resume Ray Tune studies of the pVAE or the permeability surrogate; ``run`` and ``resume``.
 
-    python -m tuning run --config configs/tune_smoke.yaml
+    python -m tuning run --config configs/tune_smoke.yaml             # pVAE (model: pvae, the default)
+    python -m tuning run --config configs/tune_surrogate_smoke.yaml   # CNN surrogate (model: surrogate)
     python -m tuning resume runs/tune_smoke/smoke        # after a killed driver: Tuner.restore
+
+The study config's ``model`` picks the config class and trainer of the trials (tuning.config.MODELS);
+everything else (searcher, ASHA, checkpoints, MLflow runs, resume, ablation) is the same code.
 
 A study folder (``storage_path/name``, the Tune experiment) holds Tune's state and checkpoints,
 ``tuning_study.json`` (the study config, the resolved base training config and the MLflow ids, so
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuning import tracking
-from tuning.config import CORE_PARAMS, StudyConfig, load_study_config
+from tuning.config import StudyConfig, load_study_config, model_spec
 
 STATE_FILE = "tuning_study.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +56,13 @@ def ensure_dataset(cfg: StudyConfig) -> Path:
 
 
 def base_training_config(cfg: StudyConfig, dataset_dir: Path) -> dict:
-    """The fixed training config of every trial: train_config + train, fitted to the dataset and
-    to the trial's resources (device, torch threads). Checked by building a PVAEConfig."""
+    """The fixed training config of every trial: train_config + train, fitted to the dataset (dims,
+    input_size, the target columns it has: ``properties`` of the pVAE, ``components`` of the
+    surrogate) and to the trial's resources (device, torch threads). Checked by building the
+    model's config."""
     from data_pipeline.io import read_dataset_meta
-    from models.config import PVAEConfig
 
+    spec = cfg.spec
     base = cfg.base_training_dict()
     meta = read_dataset_meta(dataset_dir)
     dims, shape = int(meta["dims"]), [int(s) for s in meta["shape"]]
@@ -64,18 +70,19 @@ def base_training_config(cfg: StudyConfig, dataset_dir: Path) -> dict:
         base["dims"] = dims
     if "input_size" not in cfg.train:
         base["input_size"] = shape[0]
-    if "properties" not in cfg.train:
+    targets = spec.targets_field
+    if targets not in cfg.train:
         from data_pipeline.dataset import labeled_table
 
         columns = set(labeled_table(dataset_dir).columns)
-        props = base.get("properties") or PVAEConfig().properties
-        base["properties"] = [p for p in props if p in columns]
+        props = base.get(targets) or spec.default_targets(base["dims"])
+        base[targets] = [p for p in props if p in columns]
     if cfg.gpu == 0 and base.get("device", "auto") == "auto":
         base["device"] = "cpu"
     if not base.get("num_threads"):
         base["num_threads"] = max(1, int(cfg.cpu))  # torch threads = the trial's CPU share
     # every sampled key must make a valid config: check the fixed part now, before Ray starts
-    return PVAEConfig.from_dict(base).to_dict()
+    return spec.make_config(base).to_dict()
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
@@ -99,12 +106,14 @@ def make_trainable(state: dict):
     """The trainable with its fixed arguments and resources (the same for run and resume)."""
     from ray import tune
 
-    from tuning.trainable import train_pvae
+    from tuning.trainable import train_trial
 
     study = state["study"]
+    model = study.get("model", "pvae")  # studies started before model: existed are pVAE studies
     resources = {"cpu": float(study["cpu"]), "gpu": float(study["gpu"])}
-    fn = tune.with_parameters(train_pvae, dataset_dir=state["dataset_dir"], base=state["base"],
-                              log_figures=bool(study["log_figures"]))
+    fn = tune.with_parameters(train_trial, dataset_dir=state["dataset_dir"], base=state["base"],
+                              log_figures=bool(study["log_figures"]), model=model)
+    fn.__name__ = f"train_{model}"  # Ray's trial names: train_pvae_<id>, train_surrogate_<id>
     return tune.with_resources(fn, resources)
 
 
@@ -135,9 +144,7 @@ def _max_epochs(cfg: StudyConfig) -> int:
 
     spec = cfg.search_space.get("epochs")
     if spec is None:
-        from models.config import PVAEConfig
-
-        return int(cfg.train.get("epochs", PVAEConfig().epochs if not cfg.train_config else
+        return int(cfg.train.get("epochs", cfg.spec.config_class()().epochs if not cfg.train_config else
                                   cfg.base_training_dict()["epochs"]))
     name, args = parse_distribution("epochs", spec)
     return int(max(args if name in (None, "choice", "grid") else args[:2]))
@@ -187,16 +194,15 @@ def prepare_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space
     param_space = cfg.param_space() if param_space is None else param_space
     dataset_dir = ensure_dataset(cfg)
     base = base_training_config(cfg, dataset_dir)
-    from models.config import PVAEConfig
-
-    PVAEConfig.from_dict({**base, **_probe(param_space)})  # one sampled point must make a valid config
+    cfg.spec.make_config({**base, **_probe(param_space)})  # one sampled point must make a valid config
     experiment_path = cfg.experiment_path
     if tune.Tuner.can_restore(experiment_path):
         raise FileExistsError(f"{experiment_path} already holds a study: continue it with "
                               f"`python -m tuning resume {experiment_path}`, or set another name (--name)")
     uri = tracking.resolve_tracking_uri(cfg.tracking_uri, cfg.storage_path, explicit=tracking_uri)
     exp_id = tracking.get_or_create_experiment(uri, cfg.experiment_name)
-    tags = {**tracking.dataset_tags(dataset_dir), "git_commit": tracking.git_commit(), "kind": kind}
+    tags = {**tracking.dataset_tags(dataset_dir), "git_commit": tracking.git_commit(), "kind": kind,
+            "model": cfg.model}
     study_params = {k: v for k, v in cfg.to_dict().items() if k not in ("train", "search_space")}
     study_params.update({f"space.{k}": v for k, v in cfg.search_space.items()})
     study_params.update({f"train.{k}": v for k, v in cfg.train.items()})
@@ -235,7 +241,7 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
             sched = FIFOScheduler()
         callback = tracking.MLflowTrialCallback(
             state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["base"],
-            cfg.metric, cfg.mode, state["tags"], log_figures=cfg.log_figures)
+            cfg.metric, cfg.mode, state["tags"], log_figures=cfg.log_figures, model=cfg.model)
         tuner = tune.Tuner(
             make_trainable(state),
             param_space=param_space,
@@ -294,7 +300,8 @@ def _storage(path: str) -> str:
 def _finish(state: dict, results, wall_s: float) -> StudyHandle:
     """Summary table (printed, written, logged to the parent run) and the parent run's end."""
     study = state["study"]
-    summary = summarize(results, study["metric"], study["mode"], base=state["base"])
+    summary = summarize(results, study["metric"], study["mode"], base=state["base"],
+                        params=summary_params(study))
     c = tracking.client(state["tracking_uri"])
     run_id = state["parent_run_id"]
     if "://" not in state["experiment_path"]:
@@ -317,9 +324,15 @@ def _finish(state: dict, results, wall_s: float) -> StudyHandle:
                        results, summary)
 
 
-def summarize(results, metric: str, mode: str, base: dict | None = None):
-    """One row per trial: id, status, the core hyperparameters (sampled, else the fixed value from
-    ``base``), epochs, best metric, test metrics, error reason."""
+def summary_params(study: dict) -> list[str]:
+    """Hyperparameter columns of a study's summary: the model's core ones, then the other searched keys."""
+    core = list(model_spec(study.get("model", "pvae")).core_params)
+    return core + [k for k in study.get("search_space", {}) if k not in core]
+
+
+def summarize(results, metric: str, mode: str, base: dict | None = None, params=None):
+    """One row per trial: id, status, the hyperparameters ``params`` (default: the pVAE's core ones;
+    sampled, else the fixed value from ``base``), epochs, best metric, test metrics, error reason."""
     import pandas as pd
 
     rows = []
@@ -330,7 +343,7 @@ def summarize(results, metric: str, mode: str, base: dict | None = None):
         cfg = r.config or {}
         row = {"trial_id": m.get("trial_id") or ids.get(r.path, ""),
                "status": "ERROR" if r.error else ("TERMINATED" if m.get("completed") else "STOPPED")}
-        for k in CORE_PARAMS:
+        for k in (model_spec("pvae").core_params if params is None else params):
             row[k] = cfg.get(k, (base or {}).get(k))
         hist = r.metrics_dataframe
         best = None
@@ -340,7 +353,7 @@ def summarize(results, metric: str, mode: str, base: dict | None = None):
                 best = float(col.min() if mode == "min" else col.max())
         row["epochs"] = int(m.get("epoch", 0) or 0)
         row[f"best_{metric}"] = best
-        for k in ("test_recon_bce", "test_r2_mean"):
+        for k in ("test_recon_bce", "test_mse_norm", "test_r2_mean"):  # pVAE, surrogate, both
             row[k] = m.get(k)
         row["error"] = tracking.reason_from_traceback(str(r.error)) if r.error else ""
         row["path"] = r.path
@@ -349,7 +362,7 @@ def summarize(results, metric: str, mode: str, base: dict | None = None):
 
 
 def print_summary(summary, state: dict) -> None:
-    cols = ["trial_id", "status", *CORE_PARAMS, "epochs", f"best_{state['study']['metric']}", "error"]
+    cols = ["trial_id", "status", *summary_params(state["study"]), "epochs", f"best_{state['study']['metric']}", "error"]
     with_cols = [c for c in cols if c in summary.columns]
     import pandas as pd
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
@@ -365,7 +378,7 @@ def print_summary(summary, state: dict) -> None:
 # --- verbs ---------------------------------------------------------------------------------
 def build_run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuning run", description=(
-        "Run a Ray Tune study of the pVAE (search space, searcher, ASHA, resources, storage from the YAML); "
+        "Run a Ray Tune study of the pVAE or the permeability surrogate (model:, search space, searcher, ASHA, resources, storage from the YAML); "
         "one MLflow run per trial under a parent run per study."))
     p.add_argument("--config", required=True, help="study YAML (e.g. configs/tune_smoke.yaml)")
     p.add_argument("--name", help="experiment name (folder under storage_path); overrides the YAML")

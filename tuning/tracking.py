@@ -4,7 +4,9 @@ All MLflow writes of a study happen on the Ray driver, through :class:`MLflowTri
 (a Ray Tune callback): one writer per study keeps an embedded SQLite store free of lock contention,
 and only the driver needs to reach a tracking server on a cluster. Each trial gets one MLflow run,
 nested under the study's parent run (tag ``mlflow.parentRunId``), found again by its Ray trial id
-when a trial is retried or the study is resumed, so a trial never gets two runs.
+when a trial is retried or the study is resumed, so a trial never gets two runs. A trial run's
+params are its whole training config (the study's model config: PVAEConfig or SurrogateConfig) and
+its tag ``model`` says which model it trained.
 
 Tracking URI, first match wins: an explicit ``--tracking-uri``, ``MLFLOW_TRACKING_URI`` (MLflow's own
 convention), ``tracking_uri`` of the study config, else the embedded store
@@ -152,8 +154,10 @@ def _finite_number(v: Any) -> bool:
 class MLflowTrialCallback(tune.Callback):
     """Ray Tune callback: one MLflow run per trial, nested under the study's parent run.
 
-    On trial start: params = the whole training config of the trial (fixed base + sampled values),
-    tags (Ray trial id, dataset id and hash, git commit). Every result: its numeric metrics at
+    On trial start: params = the whole training config of the trial (fixed base + sampled values, as
+    the study's model config: for the pVAE it includes the core params latent_dim, beta, lr,
+    dataset_size, regressor_depth; for the surrogate every SurrogateConfig field), tags (Ray trial
+    id, dataset id and hash, git commit, ``model``). Every result: its numeric metrics at
     ``step = epoch``, plus ``best_<metric>``. Every checkpoint: the tag ``best_checkpoint`` follows the
     best one; a checkpoint holding ``eval/`` (the trial's final evaluation) has its figures and
     metrics logged as artifacts. End: status FINISHED (tag ``stopped_by_scheduler`` when ASHA ended it
@@ -161,8 +165,9 @@ class MLflowTrialCallback(tune.Callback):
     """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, base: dict,
-                 metric: str, mode: str, tags: dict, log_figures: bool = True):
+                 metric: str, mode: str, tags: dict, log_figures: bool = True, model: str = "pvae"):
         self.tracking_uri = tracking_uri
+        self.model = model
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.base = dict(base)
@@ -199,9 +204,11 @@ class MLflowTrialCallback(tune.Callback):
         return self._client
 
     def trial_config(self, trial) -> dict:
-        from models.config import PVAEConfig
+        """The trial's whole training config (the model's config class: PVAEConfig, SurrogateConfig)."""
+        from tuning.config import model_spec
 
-        return PVAEConfig.from_dict({**self.base, **trial.config}).to_dict()
+        spec = model_spec(getattr(self, "model", "pvae"))  # callbacks pickled before model: existed
+        return spec.make_config({**self.base, **trial.config}).to_dict()
 
     def run_id(self, trial) -> str:
         """The trial's run, created on first use (looked up by trial id after a restore)."""

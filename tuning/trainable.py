@@ -1,4 +1,9 @@
-"""The Ray Tune trainable: the pVAE training loop of ``models.train.Trainer``, one report per epoch.
+"""The Ray Tune trainable: the epoch loop of a model's trainer, one ``tune.report`` per epoch.
+
+One function, :func:`train_trial`, trains every model of ``tuning.config.MODELS``: the model name
+picks the config class (``PVAEConfig`` / ``SurrogateConfig``) and the trainer class
+(``models.train.Trainer`` / ``models.surrogate.SurrogateTrainer``, the same interface), so metrics,
+checkpoints, MLflow logging, ASHA, retries, resume and ablations work alike for both.
 
 A Tune checkpoint of a trial is a folder::
 
@@ -7,7 +12,7 @@ A Tune checkpoint of a trial is a folder::
     eval/    only in the trial's final checkpoint: test metrics and figures of the best weights
 
 A retried trial (FailureConfig) or a resumed study (Tuner.restore) continues from ``last/`` with
-``Trainer.resume``, which also picks up ``best/``. Only ``tune.report``, ``tune.get_checkpoint`` and
+``<Trainer>.resume``, which also picks up ``best/``. Only ``tune.report``, ``tune.get_checkpoint`` and
 ``tune.Checkpoint`` are used here (``ray.train.*`` calls fail inside Tune trainables in Ray 2.6x).
 A loss that turns non-finite raises FloatingPointError from the trainer: the trial ends as errored
 with that message and the study goes on.
@@ -24,17 +29,20 @@ import ray
 from ray import tune
 
 
-def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool = True) -> None:
-    """Train one trial; ``config`` holds the sampled values, ``base`` the fixed training config."""
+def train_trial(config: dict, *, dataset_dir: str, base: dict, log_figures: bool = True,
+                model: str = "pvae") -> None:
+    """Train one trial of ``model`` (a key of tuning.config.MODELS); ``config`` holds the sampled
+    values, ``base`` the fixed training config (fields of the model's config class)."""
     t_start = time.perf_counter()
     import torch
 
-    from models.config import PVAEConfig
-    from models.train import Trainer
+    from tuning.config import model_spec
 
-    cfg = PVAEConfig.from_dict({**base, **config})
+    spec = model_spec(model)
+    Trainer = spec.trainer_class()
+    cfg = spec.make_config({**base, **config})
     node_id = ray.get_runtime_context().get_node_id()
-    work = Path(tempfile.mkdtemp(prefix="pvae-trial-"))
+    work = Path(tempfile.mkdtemp(prefix=f"{model}-trial-"))
     best_local = work / "best"  # the best weights this trial has seen, copied into every checkpoint
     try:
         restored = tune.get_checkpoint()
@@ -43,7 +51,7 @@ def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool 
                 if (Path(d) / "best").is_dir():
                     shutil.copytree(Path(d) / "best", best_local)
                 trainer = Trainer.resume(Path(d) / "last", dataset_dir)
-            # Trainer.resume reads the config saved in the checkpoint; the trial's config must match
+            # resume reads the config saved in the checkpoint; the trial's config must match
             if trainer.cfg.to_dict() != cfg.to_dict():
                 raise RuntimeError("checkpoint config differs from the trial config; refusing to resume")
         else:
@@ -79,8 +87,7 @@ def train_pvae(config: dict, *, dataset_dir: str, base: dict, log_figures: bool 
 
 def _final_evaluation(trainer, out_dir: Path, log_figures: bool) -> dict:
     """Test metrics of the best weights (``test_*``), figures written to ``out_dir``."""
-    if trainer._best_state is not None:  # the weights of the best epoch (kept by the trainer)
-        trainer.model.load_state_dict(trainer._best_state)
+    trainer.load_best_weights()  # the weights of the best epoch (kept by the trainer)
     result = trainer.evaluate("test", out_dir=out_dir if log_figures else None)
     return {f"test_{k}": float(v) for k, v in _flat_numbers(result).items()}
 
