@@ -6,7 +6,7 @@ hit criterion |d phi| <= 0.02 and |d k| / k <= 15% per component. Every method g
 budget (``--n-calls`` regressor evaluations, ``--n-candidates`` decoded candidates verified by
 the solver). Prints one line per method (and a JSON record with ``--json``):
 
-    hit@1   the best candidate (lowest objective) hits, verified by the LBM solver
+    hit@1   the best candidate (best objective, or best surrogate screen) (lowest objective) hits, verified by the LBM solver
     hit@N   any of the N verified candidates hits
     pred@1  the regressor's prediction for the best candidate hits (search quality alone)
     phi@1   the best candidate's verified porosity is within 0.02 of the target
@@ -14,7 +14,13 @@ the solver). Prints one line per method (and a JSON record with ``--json``):
 
 Run (a model trained on the demo dataset; --train trains one if --model is not given):
 
-    python bench/inverse.py --dataset runs/demo/data --model runs/demo/pvae/best --n-targets 20
+    python bench/inverse.py --dataset runs/demo/data --model runs/demo/pvae/best --n-targets 20 \
+        --property-models regressor,reencode,surrogate --surrogate runs/demo/surrogate_cal/best
+
+Variants (``--property-models``): the property estimate of the bo/random objective (regressor on z,
+re-encoded delivered structure, surrogate on the delivered structure; gradient always uses the
+regressor), '+screen' adds surrogate screening. ``ver/pred`` is the median verified k / the
+estimate the search used (1.0 = calibrated), ``ver/regz`` the same against the regressor on z.
 """
 from __future__ import annotations
 
@@ -49,6 +55,45 @@ def held_out_targets(bundle, n: int, components: list[str]) -> list[str]:
     return specs[:n]
 
 
+def summarize(outcome, specs: list[str], components: list[str], methods: list[str], variant: str, n_calls: int,
+              n_candidates: int) -> list[dict]:
+    """One record per method: LBM hit rates, the calibration ratios and the time per target."""
+    import numpy as np
+
+    res, timing = outcome.results, outcome.timing
+    tmap = {o.target.target_id: o.target for o in outcome.targets}
+    res["pred_hit"] = [tmap[t].hit({c: row[f"pred_{c}"] for c in components})
+                       for t, (_, row) in zip(res["target_id"], res.iterrows())]
+    res["phi_hit"] = (res["verified_porosity"] - [tmap[t].condition("porosity").value for t in res["target_id"]]
+                      ).abs() <= 0.02 if "porosity" in components else False
+    records = []
+    for m in methods:
+        r = res[res["method"] == m]
+        by_t = r.groupby("target_id")
+        n_t = len(specs)
+        first = [g.sort_values("candidate").iloc[0] for _, g in by_t]
+        t = timing[timing["method"] == m]
+        rec = {"variant": variant, "method": m, "property_model": str(r["property_model"].iloc[0]) if len(r) else "",
+               "targets": n_t, "n_calls": n_calls, "n_candidates": n_candidates,
+               "hit_at_1": sum(bool(f["hit"]) for f in first) / n_t,
+               "hit_at_n": sum(bool(g["hit"].any()) for _, g in by_t) / n_t,
+               "predicted_hit_at_1": sum(bool(f["pred_hit"]) for f in first) / n_t,
+               "porosity_hit_at_1": sum(bool(f["phi_hit"]) for f in first) / n_t,
+               "search_s_per_target": float(t["search_s"].mean()),
+               "candidate_s_per_target": float(t["candidate_s"].mean()),
+               "verify_s_per_target": float(t["verify_s"].mean()),
+               "s_per_target": float(t["total_s"].mean())}
+        for c in components:
+            if c.startswith("k_") and f"verified_{c}" in r:
+                ver = r[f"verified_{c}"].astype(float)
+                # calibration: verified / predicted by the estimate the search used, and by the regressor on z
+                rec[f"median_ratio_{c}"] = float(np.median(ver / r[f"pred_{c}"])) if len(r) else float("nan")
+                rec[f"median_ratio_regz_{c}"] = float(np.median(ver / r[f"regz_{c}"])) if len(r) else float("nan")
+                rec[f"median_abs_rel_err_{c}"] = float(r[f"err_{c}"].abs().median())
+        records.append(rec)
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="dataset folder the model was trained on")
@@ -60,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-calls", type=int, default=60)
     p.add_argument("--n-candidates", type=int, default=3)
     p.add_argument("--solver-tol", type=float, default=1e-5, help="LBM convergence tolerance (match the labels)")
+    p.add_argument("--property-models", default="regressor,reencode",
+                   help="comma-separated variants: regressor | reencode | surrogate, each optionally '+screen' "
+                        "(surrogate screening of the candidates; 'surrogate' always screens); one design run each")
+    p.add_argument("--surrogate", help="surrogate checkpoint folder (for 'surrogate' and '+screen' variants)")
+    p.add_argument("--screen-top", type=int, default=12, help="latents screened by the surrogate per target and method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print one JSON record per method")
@@ -82,47 +132,32 @@ def main(argv: list[str] | None = None) -> int:
     components = [c.strip() for c in args.components.split(",") if c.strip()]
     specs = held_out_targets(bundle, args.n_targets, components)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    cfg = DesignConfig(model=model, dataset=args.dataset, targets=specs, methods=methods, n_calls=args.n_calls,
-                       n_candidates=args.n_candidates, solver={"tol": args.solver_tol}, seed=args.seed,
-                       out=str(out / "design"), mlflow=False, allow_extrapolation=True)
-    t0 = time.perf_counter()
-    outcome = design(cfg, bundle=bundle, log=lambda *a: None)
-    wall = time.perf_counter() - t0
-    res, timing = outcome.results, outcome.timing
-    # the regressor's own verdict (search quality, independent of decoder fidelity)
-    tmap = {o.target.target_id: o.target for o in outcome.targets}
-    res["pred_hit"] = [tmap[t].hit({c: row[f"pred_{c}"] for c in components})
-                       for t, (_, row) in zip(res["target_id"], res.iterrows())]
-    res["phi_hit"] = (res["verified_porosity"] - [tmap[t].condition("porosity").value for t in res["target_id"]]
-                      ).abs() <= 0.02 if "porosity" in components else False
     records = []
-    for m in methods:
-        r = res[res["method"] == m]
-        by_t = r.groupby("target_id")
-        n_t = len(specs)
-        hit1 = sum(bool(g.sort_values("candidate")["hit"].iloc[0]) for _, g in by_t)
-        hitn = sum(bool(g["hit"].any()) for _, g in by_t)
-        pred1 = sum(bool(g.sort_values("candidate")["pred_hit"].iloc[0]) for _, g in by_t)
-        phi1 = sum(bool(g.sort_values("candidate")["phi_hit"].iloc[0]) for _, g in by_t)
-        t = timing[timing["method"] == m]
-        d_phi = (r["verified_porosity"] - r["pred_porosity"]).abs().median() if len(r) else float("nan")
-        rec = {"method": m, "targets": n_t, "n_calls": args.n_calls, "n_candidates": args.n_candidates,
-               "hit_at_1": hit1 / n_t, "hit_at_n": hitn / n_t,
-               "predicted_hit_at_1": pred1 / n_t, "porosity_hit_at_1": phi1 / n_t,
-               "search_s_per_target": float(t["search_s"].mean()), "verify_s_per_target": float(t["verify_s"].mean()),
-               "s_per_target": float(t["total_s"].mean()), "median_abs_dphi_pred": float(d_phi)}
-        for c in components:
-            if c.startswith("k_") and f"err_{c}" in r:
-                rec[f"median_abs_rel_err_{c}"] = float(r[f"err_{c}"].abs().median())
-        records.append(rec)
+    for variant in [v.strip() for v in args.property_models.split(",") if v.strip()]:
+        pm, _, screen = variant.partition("+")
+        use_sur = pm == "surrogate" or screen == "screen"
+        if use_sur and not args.surrogate:
+            raise SystemExit(f"variant {variant!r} needs --surrogate PATH")
+        cfg = DesignConfig(model=model, dataset=args.dataset, targets=specs, methods=methods, n_calls=args.n_calls,
+                           n_candidates=args.n_candidates, solver={"tol": args.solver_tol}, seed=args.seed,
+                           out=str(out / "design" / variant.replace("+", "_")), mlflow=False, figures=False,
+                           allow_extrapolation=True, property_model=pm,
+                           surrogate=args.surrogate if use_sur else None, screen_top=args.screen_top)
+        t0 = time.perf_counter()
+        outcome = design(cfg, bundle=bundle, log=lambda *a: None)
+        wall = time.perf_counter() - t0
+        print(f"{variant}: wall {wall:.0f} s", file=sys.stderr)
+        records += summarize(outcome, specs, components, methods, variant, args.n_calls, args.n_candidates)
+    kc = next((c for c in components if c.startswith("k_")), None)
     print(f"inverse design bench: {len(specs)} held-out targets ({','.join(components)}), budget {args.n_calls} "
-          f"evaluations, {args.n_candidates} candidates verified by LBM per target and method; wall {wall:.0f} s")
-    print(f"{'method':9s} {'hit@1':>6s} {'hit@N':>6s} {'pred@1':>6s} {'phi@1':>6s} {'s/target':>9s} "
-          f"{'search_s':>9s} {'verify_s':>9s}")
+          f"objective evaluations, {args.n_candidates} candidates verified by LBM per target and method")
+    print(f"{'variant':18s} {'method':9s} {'objective':10s} {'hit@1':>6s} {'hit@N':>6s} {'pred@1':>6s} {'phi@1':>6s} "
+          f"{'ver/pred':>8s} {'ver/regz':>8s} {'s/target':>9s}")
     for rec in records:
-        print(f"{rec['method']:9s} {rec['hit_at_1']:6.0%} {rec['hit_at_n']:6.0%} {rec['predicted_hit_at_1']:6.0%} "
-              f"{rec['porosity_hit_at_1']:6.0%} {rec['s_per_target']:9.1f} "
-              f"{rec['search_s_per_target']:9.1f} {rec['verify_s_per_target']:9.1f}")
+        print(f"{rec['variant']:18s} {rec['method']:9s} {rec['property_model']:10s} {rec['hit_at_1']:6.0%} "
+              f"{rec['hit_at_n']:6.0%} {rec['predicted_hit_at_1']:6.0%} {rec['porosity_hit_at_1']:6.0%} "
+              f"{rec.get(f'median_ratio_{kc}', float('nan')):8.2f} {rec.get(f'median_ratio_regz_{kc}', float('nan')):8.2f} "
+              f"{rec['s_per_target']:9.1f}")
     if args.json:
         print(json.dumps(records, indent=1))
     return 0

@@ -4,6 +4,8 @@ from data_pipeline.cli import dispatch
 
 VERBS = {
     "design": ("inverse.design", "design microstructures for target porosity/permeability; verified by the LBM solver"),
+    "calibrate": ("inverse.calibrate", "label delivered (decoded, binarized, cleaned) structures with the LBM: "
+                                       "a dataset to train a decoder-aware surrogate"),
     "interpolate": ("inverse.interpolate", "slerp between two samples' latents; decode, predict (and verify) along the path"),
 }
 

@@ -17,6 +17,7 @@ METHODS = ("bo", "tpe", "random", "gradient")
 BOUNDS = ("quantile", "prior")
 THRESHOLDS = ("target", "decoded", "fixed")
 UNITS = ("lattice", "physical")
+PROPERTY_MODELS = ("regressor", "reencode", "surrogate")
 
 
 @dataclass
@@ -46,6 +47,16 @@ class DesignConfig:
         "prior" (box [-prior_radius, prior_radius] per latent dimension). manifold_weight and
         manifold_quantile: penalty weight * max(0, m(z) - r)^2, m the Mahalanobis distance to
         the training latents, r its ``manifold_quantile`` quantile over the training set.
+        property_model: what estimates the properties of a latent z in the objective of bo / tpe /
+        random: "regressor" (the pVAE regressor on z; ignores the decoder), "reencode" (decode ->
+        binarize/clean exactly like the final candidate -> encode -> regressor; porosity measured
+        on the volume) or "surrogate" (the same delivered volume labeled by the CNN surrogate of
+        ``surrogate``); see :mod:`inverse.delivered`. "gradient" always uses the regressor (the
+        decoder-aware estimates are not differentiable). surrogate: a surrogate checkpoint folder
+        (``python -m models.surrogate train``) with the pVAE's input size; with it, candidates are
+        also screened: the ``screen_top`` best distinct latents of each search are decoded,
+        ranked by the surrogate's estimate of their delivered structure, and only the best
+        ``n_candidates`` go to the solver (screen_top 0: no screening).
         gradient_lr: Adam step (latent units). bo_acq_optimizer: "sampling" (fast) or "lbfgs"
         (skopt's acquisition optimizer). seed: every random thing.
     Candidates and verification
@@ -83,6 +94,9 @@ class DesignConfig:
     prior_radius: float = 3.0
     manifold_weight: float = 1.0
     manifold_quantile: float = 0.95
+    property_model: str = "reencode"
+    surrogate: str | None = None
+    screen_top: int = 12
     gradient_lr: float = 0.05
     bo_acq_optimizer: str = "sampling"
     seed: int = 0
@@ -121,6 +135,13 @@ class DesignConfig:
             bad("bounds", f"must be one of {BOUNDS}")
         if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
             bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
+        if self.property_model not in PROPERTY_MODELS:
+            bad("property_model", f"must be one of {PROPERTY_MODELS}")
+        if self.property_model == "surrogate" and not self.surrogate:
+            bad("property_model", "needs a surrogate checkpoint folder: set 'surrogate: PATH' in the config "
+                "or pass --surrogate PATH (python -m models.surrogate train ... makes one)")
+        if self.screen_top < 0:
+            bad("screen_top", "must be >= 0 (0 = no surrogate screening)")
         if self.threshold not in THRESHOLDS:
             bad("threshold", f"must be one of {THRESHOLDS}")
         if self.units not in UNITS:

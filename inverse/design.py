@@ -30,7 +30,8 @@ import torch
 
 from inverse.config import DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
-from inverse.postprocess import binarize_clean
+from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
+from inverse.delivered import porosity_goal as _porosity_goal
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, is_permeability
 from inverse.verify import verified_values, verify_batch
@@ -116,28 +117,9 @@ def nearest_achievable(target: Target, objective: Objective, y_train: np.ndarray
 
 
 # --- decoding ---------------------------------------------------------------------------------
-@torch.no_grad()
-def decode_probabilities(model, z: np.ndarray) -> np.ndarray:
-    """Latents (B, L) -> pore probabilities (B, *shape) float64."""
-    p = next(model.parameters())
-    zt = torch.as_tensor(np.atleast_2d(z), dtype=p.dtype, device=p.device)
-    return torch.sigmoid(model.decode(zt))[:, 0].double().cpu().numpy()  # (B, *shape)
-
-
 def porosity_goal(cfg: DesignConfig, target: Target | None, pred: dict[str, float], prob: np.ndarray) -> float:
     """The porosity the binarization aims at, per the threshold rule (see DesignConfig)."""
-    if cfg.threshold == "decoded" or (target is None and "porosity" not in pred):
-        return float(prob.mean())
-    c = target.condition("porosity") if target is not None else None
-    guess = pred.get("porosity", float(prob.mean()))
-    if c is None or c.kind in ("max", "min"):
-        return float(np.clip(guess, 0.0, 1.0))
-    if c.kind == "exact":
-        return float(c.value)
-    if c.kind == "range":
-        return float(np.clip(guess, c.low + 0.25 * (c.high - c.low), c.high - 0.25 * (c.high - c.low)))
-    lo, hi = c.interval()
-    return float(np.clip(guess, max(lo + c.tol, 0.0), min(hi - c.tol, 1.0)))
+    return _porosity_goal(cfg.threshold, target, pred, prob)
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -148,9 +130,9 @@ def _fmt(v):
 
 
 def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
-               log=print) -> TargetOutcome:
+               log=print, surrogate=None) -> TargetOutcome:
     outcome = TargetOutcome(target)
-    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight)
+    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight)  # the regressor's
     props = bundle.properties
     ranges = label_ranges(bundle.y_train, props)
     if "pred" not in pred_ranges_cache:
@@ -166,36 +148,65 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
             return outcome
 
     targeted = target.properties
+    # one delivery (decode -> binarize -> clean, cached by z) shared by the objectives and the candidates
+    delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
+                        cfg.max_island)
+    aware = None
+    if cfg.property_model != "regressor":
+        aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
+                               cfg.manifold_weight, surrogate)
+    screen = surrogate is not None and cfg.screen_top > 0
     t_dec = time.perf_counter()
     for method in cfg.methods:
-        res = run_search(method, objective, bundle.y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
+        obj = objective if (aware is None or method == "gradient") else aware
+        pm = "regressor" if obj is objective else cfg.property_model
+        res = run_search(method, obj, bundle.y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
                          gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer)
+        res.info["property_model"] = pm
         outcome.searches[method] = res
         t_dec += res.time_s
-        idx = select_candidates(res.z, res.f, cfg.n_candidates, cfg.min_distance * space.scale)
+        t_scr = time.perf_counter()
+        n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
+        idx = select_candidates(res.z, res.f, n_pick, cfg.min_distance * space.scale)
+        scr_rank = list(range(len(idx)))
+        scr_dist, scr_raw = None, None
+        if screen and idx:
+            scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[idx])
+            order = np.argsort(scr_dist, kind="stable")[: cfg.n_candidates]  # best surrogate estimates first
+            scr_rank = [int(o) for o in order]
+            scr_dist, scr_raw = scr_dist[order], scr_raw[order]
+            res.info["screened"] = len(idx)
+            idx = [idx[o] for o in order]
+        res.info["screen_s"] = time.perf_counter() - t_scr
         z = res.z[idx]  # (n, L)
-        pred = objective.predict(z)  # (n, P)
-        dist = objective.distances(z)
+        pred = obj.predict(z)  # (n, P): the estimate the search used
+        regz = objective.predict(z)  # (n, P): the regressor on z (diagnostic)
+        dist = obj.distances(z)
         maha = space.mahalanobis(z)
-        probs = decode_probabilities(bundle.model, z)  # (n, *shape)
-        for rank, (i, zi, pi, prob) in enumerate(zip(idx, z, pred, probs)):
-            pd_ = {n: float(v) for n, v in zip(props, pi)}
-            goal = porosity_goal(cfg, target, pd_, prob)
-            im, thr, info = binarize_clean(prob, "fixed" if cfg.threshold == "fixed" else "target", goal,
-                                           cfg.fixed_threshold, cfg.clean, cfg.max_island)
+        delivered = delivery(z)
+        for rank, (i, zi, pi, ri, dv) in enumerate(zip(idx, z, pred, regz, delivered)):
             row = {"target_id": target.target_id, "target": target.describe(), "method": method,
-                   "candidate": rank, "eval_index": int(i), "objective": float(res.f[i]),
+                   "candidate": rank, "property_model": pm, "eval_index": int(i), "objective": float(res.f[i]),
                    "distance": float(dist[rank]), "mahalanobis": float(maha[rank]),
                    "inside_box": bool(space.inside(zi)[0])}
-            for p in props:
-                row[f"pred_{p}"] = pd_[p]
-            row.update({"threshold_rule": cfg.threshold, "threshold": float(thr), "porosity_goal": float(goal),
-                        "decoded_porosity": float(prob.mean()), "binary_porosity": float(im.mean()),
-                        "solid_removed": int(info.get("solid_removed", 0)),
-                        "pores_removed": int(info.get("pores_removed", 0))})
+            for p, v in zip(props, pi):
+                row[f"pred_{p}"] = float(v)
+            for p, v in zip(props, ri):
+                row[f"regz_{p}"] = float(v)
+            if scr_raw is not None:
+                row["screen_from"] = int(scr_rank[rank])
+                row["screen_distance"] = float(scr_dist[rank])
+                for p, v in zip(props, scr_raw[rank]):
+                    if p != "porosity":
+                        row[f"sur_{p}"] = float(v)
+            row.update({"threshold_rule": cfg.threshold, "threshold": dv.threshold, "porosity_goal": dv.goal,
+                        "decoded_porosity": dv.decoded_porosity, "binary_porosity": float(dv.im.mean()),
+                        "solid_removed": int(dv.info.get("solid_removed", 0)),
+                        "pores_removed": int(dv.info.get("pores_removed", 0))})
             row.update({f"z{d}": float(v) for d, v in enumerate(zi)})
             outcome.rows.append(row)
-            outcome.volumes.append(im)
+            outcome.volumes.append(dv.im)
+        res.info["candidate_s"] = time.perf_counter() - t_scr
     outcome.decode_time_s = time.perf_counter() - t_dec
 
     if cfg.verify and outcome.volumes:
@@ -249,14 +260,17 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
                 res = o.searches[m]
                 mine = [r for r in o.rows if r["method"] == m]
                 hits = [r.get("hit") for r in mine]
-                rec.update({"method": m, "best_objective": float(res.f.min()), "n_evals": res.n_evals,
+                rec.update({"method": m, "property_model": res.info.get("property_model"),
+                            "screened": int(res.info.get("screened", 0)), "best_objective": float(res.f.min()), "n_evals": res.n_evals,
                             "n_candidates": len(mine),
                             "hit_any": bool(any(h is True for h in hits)) if cfg.verify else np.nan,
                             "hit_best": bool(mine[0].get("hit")) if (cfg.verify and mine) else np.nan})
                 n_all = max(len(o.rows), 1)
-                timing.append({"target_id": t.target_id, "method": m, "search_s": res.time_s,
+                cand_s = float(res.info.get("candidate_s", 0.0))
+                timing.append({"target_id": t.target_id, "method": m, "property_model": res.info.get("property_model"),
+                               "search_s": res.time_s, "candidate_s": cand_s,
                                "verify_s": o.verify_time_s * len(mine) / n_all,
-                               "total_s": res.time_s + o.verify_time_s * len(mine) / n_all})
+                               "total_s": res.time_s + cand_s + o.verify_time_s * len(mine) / n_all})
             summary.append(rec)
     return results, pd.DataFrame(summary), pd.DataFrame(timing)
 
@@ -273,6 +287,13 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
         bundle = load_bundle(cfg.model, cfg.dataset, cfg.tracking_uri, cfg.device, cache_dir=out / ".model")
     targets = build_targets(cfg.targets, cfg.targets_csv, cfg.units, bundle.voxel_size, cfg.tol_porosity, cfg.tol_k)
     check_targets_for_model(targets, bundle.properties)
+    surrogate = None
+    if cfg.surrogate:
+        from inverse.delivered import check_surrogate, load_checked_surrogate
+        surrogate = load_checked_surrogate(cfg.surrogate, bundle.cfg, cfg.device)
+        if cfg.property_model == "surrogate":
+            for t in targets:
+                check_surrogate(surrogate, bundle.cfg, cfg.surrogate, t.properties)
     space = latent_space(bundle.mu_train, cfg.bounds, cfg.quantile, cfg.box_margin, cfg.prior_radius,
                          cfg.manifold_quantile)
     log(f"model {cfg.model} ({bundle.folder}): {bundle.cfg.dims}D, latent_dim {space.dim}, predicts "
@@ -280,7 +301,7 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     cache: dict = {}
     outcomes = []
     for t in targets:
-        o = run_target(cfg, bundle, space, t, cache, log)
+        o = run_target(cfg, bundle, space, t, cache, log, surrogate)
         outcomes.append(o)
         for m in o.searches:
             mine = [r for r in o.rows if r["method"] == m]
@@ -317,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-calls", type=int, help="regressor evaluations per target and method")
     p.add_argument("--n-candidates", type=int, help="decoded and verified candidates per target and method")
     p.add_argument("--seed", type=int)
+    p.add_argument("--property-model", choices=["regressor", "reencode", "surrogate"],
+                   help="property estimate of a latent in the bo/tpe/random objective: the regressor on z, or the "
+                        "delivered (decoded, binarized, cleaned) structure re-encoded or labeled by the surrogate")
+    p.add_argument("--surrogate", help="CNN permeability surrogate checkpoint folder (same input size as the pVAE): "
+                                       "screens candidates before the solver; needed by --property-model surrogate")
+    p.add_argument("--screen-top", type=int, help="latents decoded and ranked by the surrogate per target and method "
+                                                  "(the best --n-candidates go to the solver; 0 = no screening)")
     p.add_argument("--threshold", choices=["target", "decoded", "fixed"], help="binarization rule")
     p.add_argument("--no-verify", action="store_true", help="skip the solver (predictions only)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
@@ -328,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args) -> DesignConfig:
     over = {k: getattr(args, k) for k in ("model", "dataset", "targets", "targets_csv", "units", "methods",
-                                          "n_calls", "n_candidates", "seed", "threshold", "out", "device")}
+                                          "n_calls", "n_candidates", "seed", "threshold", "out", "device",
+                                          "property_model", "surrogate", "screen_top")}
     if args.methods:
         over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.no_verify:

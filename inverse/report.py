@@ -46,7 +46,7 @@ def plot_convergence(outcome_t, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for m, res in outcome_t.searches.items():
         ax.plot(np.arange(1, res.n_evals + 1), res.best_so_far(), label=f"{m} ({res.time_s:.1f} s)")
-    ax.set_xlabel("regressor evaluations")
+    ax.set_xlabel("objective evaluations")
     ax.set_ylabel("best objective so far")
     f_all = np.concatenate([r.f for r in outcome_t.searches.values()])
     if np.all(f_all > 0):

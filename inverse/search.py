@@ -1,7 +1,8 @@
 """Latent-space search under one evaluation budget: BO (scikit-optimize), TPE (hyperopt), random, gradient.
 
-Every method gets the same budget of ``n_calls`` regressor evaluations (one evaluation = the
-objective of one latent vector) and the same ``seeds``: training latents whose *labels* (not
+Every method gets the same budget of ``n_calls`` objective evaluations (one evaluation = the
+objective of one latent vector: the regressor's, or a decoder-aware one of
+:mod:`inverse.delivered`, which bo / tpe / random treat as a black box) and the same ``seeds``: training latents whose *labels* (not
 predictions, so no evaluation is spent choosing them) are closest to the target. All methods stay
 inside the box ``[space.lo, space.hi]``:
 
@@ -10,7 +11,8 @@ inside the box ``[space.lo, space.hi]``:
   sign(f) * log(1 + |f|) (a monotone squash: far-away points do not dominate its fit).
 * ``tpe``: ``hyperopt.fmin`` with TPE, ``points_to_evaluate`` = seeds, ``n_startup_jobs``.
 * ``random``: the seeds, then uniform points in the box.
-* ``gradient``: the original project's method: Adam on z through the regressor, one run per seed
+* ``gradient``: the original project's method: Adam on z through the regressor (always the
+  regressor objective: the decoder-aware ones are not differentiable), one run per seed
   (in one batch), ``n_calls // len(seeds)`` steps each, projected back onto the box after every step.
 
 Each returns a :class:`SearchResult` with every evaluated latent and its objective, in order.

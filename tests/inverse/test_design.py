@@ -184,3 +184,126 @@ def test_promoted_model_is_resolved_from_the_registry(trained, tmp_path, monkeyp
     assert b.dataset == local.dataset and np.allclose(b.mu_train, local.mu_train)
     z = torch.zeros(1, b.cfg.latent_dim)
     assert torch.equal(b.model.decode(z), local.model.decode(z))
+
+
+# --- decoder-aware objectives and surrogate screening (issues 5 and 8) -------------------------
+@pytest.fixture(scope="module")
+def surrogate(trained):
+    """A tiny surrogate trained on the same dataset (1 epoch: the tests check plumbing, not accuracy)."""
+    from models.surrogate import SurrogateTrainer
+
+    cfg = dict(dims=3, input_size=SIZE, components=["porosity", "k_xx", "k_yy", "k_zz"], scales=2,
+               channels=[4, 8], head_depth=0, epochs=1, batch_size=8, device="cpu", num_threads=2, seed=0)
+    SurrogateTrainer(cfg, trained["data"]).fit(trained["root"] / "sur", log=None)
+    return trained["root"] / "sur" / "best"
+
+
+def test_reencode_objective_is_the_regressor_on_the_reencoded_delivered_volume(trained):
+    import torch
+
+    from inverse.delivered import Delivery, decode_probabilities, make_objective
+    from inverse.model_source import load_bundle
+    from inverse.objective import latent_space
+    from inverse.postprocess import binarize_clean
+    from inverse.targets import parse_target
+
+    b = load_bundle(str(trained["ckpt"]))
+    space = latent_space(b.mu_train)
+    t = parse_target("porosity=0.5,k_xx=0.03")
+    obj = make_objective("reencode", t, b.model, b.norm, space, Delivery(b.model, b.norm, t))
+    z = np.concatenate([b.mu_train[:3], space.lo[None] + 0.3 * (space.hi - space.lo)])  # (4, L)
+    pred = obj.predict(z)  # (4, P)
+    with torch.no_grad():
+        ims = np.stack([binarize_clean(p, "target", 0.5)[0] for p in decode_probabilities(b.model, z)])
+        mu, _ = b.model.encode(torch.as_tensor(ims, dtype=torch.float32)[:, None])  # (4, L)
+        expect = b.norm.inverse(b.model.predict_properties(mu).numpy())  # (4, P)
+    assert np.allclose(pred[:, 1:], expect[:, 1:], rtol=1e-5)  # k: regressor on the re-encoded volume
+    assert np.allclose(pred[:, 0], ims.reshape(4, -1).mean(axis=1))  # porosity: measured on the volume
+    assert np.allclose(pred[:, 0], 0.5, atol=2.0 / ims[0].size)  # the delivered volume meets the goal
+    # the delivered volume IS what the objective judged, and values = distance + penalty
+    assert all(np.array_equal(d.im, im) for d, im in zip(obj.delivery(z), ims))
+    obj.n_evals = 0
+    v = obj.values(z)
+    assert obj.n_evals == 4 and np.allclose(v, obj.distances(z) + obj._penalty(torch.as_tensor(z)).numpy())
+    with pytest.raises(TypeError, match="not differentiable"):
+        obj.torch_values(torch.as_tensor(z))
+
+
+def test_surrogate_screening_sends_only_n_candidates_to_the_solver(trained, surrogate, tmp_path, monkeypatch):
+    import inverse.design as d
+
+    calls = []
+    real = d.verify_batch
+
+    def counting(ims, solver=None):
+        calls.append(len(ims))
+        return real(ims, solver)
+
+    monkeypatch.setattr(d, "verify_batch", counting)
+    ids, y = held_out(trained["data"])
+    cfg = design_cfg(trained, tmp_path / "s", targets=[f"porosity={y[0, 0]:.4f},k_xx={y[0, 1]:.5g}"],
+                     methods=["random", "gradient"], property_model="surrogate", surrogate=str(surrogate),
+                     screen_top=5, n_candidates=2)
+    d.design(cfg, log=lambda *a: None)
+    assert calls == [4]  # one solver batch per target: 2 methods x 2 candidates, not 2 x 5
+    res = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert len(res) == 4 and res["converged"].all() and (res["verified_k_xx"] > 0).all()
+    assert dict(zip(res["method"], res["property_model"])) == {"random": "surrogate", "gradient": "regressor"}
+    # best screen first, picked among the 5 screened latents; the solver still decides the hit
+    for _, g in res.groupby("method"):
+        assert g["screen_distance"].is_monotonic_increasing and g["screen_from"].between(0, 4).all()
+    phi, kxx = y[0, 0], y[0, 1]
+    expect = (abs(res["verified_porosity"] - phi) <= 0.02) & (abs(res["verified_k_xx"] - kxx) <= 0.15 * kxx + 1e-12)
+    assert (res["hit"] == expect).all()
+    s = pd.read_csv(tmp_path / "s" / "targets.csv")
+    # up to screen_top distinct latents screened (gradient's steps may be fewer distinct ones)
+    assert s.set_index("method").loc["random", "screened"] == 5 and s["screened"].between(2, 5).all()
+
+
+def test_same_seed_gives_identical_results_with_decoder_aware_objectives(trained, surrogate, tmp_path):
+    from inverse.design import design
+
+    for pm in ("reencode", "surrogate"):
+        for n in ("a", "b"):
+            design(design_cfg(trained, tmp_path / f"{pm}{n}", targets=["porosity=0.5,k_xx>=0.01"],
+                              methods=["bo", "random"], n_calls=10, n_initial=4, n_candidates=1, property_model=pm,
+                              surrogate=str(surrogate) if pm == "surrogate" else None, screen_top=3),
+                   log=lambda *a: None)
+        a, b = ((tmp_path / f"{pm}{n}" / "results.csv").read_bytes() for n in ("a", "b"))
+        assert a == b
+
+
+def test_clear_errors_for_surrogate_settings(trained, surrogate, tmp_path, capsys):
+    import json
+
+    from safetensors.torch import save_file
+
+    from inverse.config import DesignConfig
+    from inverse.design import main
+    from models.surrogate import MultiscaleCNN, SurrogateConfig
+
+    with pytest.raises(ValueError, match="property_model.*--surrogate PATH"):
+        DesignConfig(property_model="surrogate")
+    base = ["--model", str(trained["ckpt"]), "--target", "porosity=0.5,k_xx=0.03", "--out", str(tmp_path / "o"),
+            "--no-mlflow", "--method", "random", "--n-calls", "12", "--no-verify"]
+    assert main(base + ["--property-model", "surrogate"]) == 2
+    assert "needs a surrogate checkpoint" in capsys.readouterr().err
+    assert main(base + ["--surrogate", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    # a surrogate trained for 8^3 volumes cannot judge the pVAE's 16^3 ones
+    small = tmp_path / "sur8"
+    small.mkdir()
+    scfg = SurrogateConfig(dims=3, input_size=8, components=["porosity", "k_xx"], scales=2, channels=[4])
+    save_file(MultiscaleCNN.from_config(scfg).state_dict(), str(small / "model.safetensors"))
+    (small / "config.json").write_text(json.dumps(scfg.to_dict()))
+    (small / "norm.json").write_text(json.dumps({"names": ["porosity", "k_xx"], "mean": [0, 0], "std": [1, 1],
+                                                 "log": [False, True], "k_floor": 1e-6}))
+    assert main(base + ["--property-model", "surrogate", "--surrogate", str(small)]) == 2
+    err = capsys.readouterr().err
+    assert "(8, 8, 8)" in err and "(16, 16, 16)" in err
+    # a surrogate that does not predict a targeted property
+    from inverse.delivered import check_surrogate
+    from inverse.model_source import load_bundle
+    from models.surrogate import load_surrogate
+    with pytest.raises(ValueError, match=r"does not predict \['k_xy'\]"):
+        check_surrogate(load_surrogate(surrogate), load_bundle(str(trained["ckpt"])).cfg, "s", ["porosity", "k_xy"])
