@@ -32,7 +32,8 @@ PROG = "python -m models surrogate"
 def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_floor: float) -> dict:
     """Metrics of predictions against labels, both (N, P) in log space (log10 k on the diagonal).
 
-    Returns r2_<c>, mae_<c>, rmse_<c> per component (log10 k for diagonal k), r2_mean (over all
+    Returns r2_<c>, mae_<c>, rmse_<c> per component (log10 k for diagonal k, over the samples that
+    percolate along that axis; n_nonpercolating_<k_ii> counts the others), r2_mean (over all
     components), r2_log_k_diag (mean over the diagonal k), medrel_<k_ii> (median relative error
     of k in lattice units over samples with k_true > k_floor), medrel_k (pooled over the diagonal),
     medrel_offdiag (median |k_ij error| / mean diagonal k, pooled), and the normalized MSE of the
@@ -41,8 +42,10 @@ def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_
     m: dict = {}
     r2 = {}
     for j, name in enumerate(names):
-        err = pred_log[:, j] - true_log[:, j]
-        r2[name] = r2_score(true_log[:, j], pred_log[:, j])
+        # diagonal k: samples with k = 0 (no percolating path) have no log10 k; scored apart
+        keep = true_log[:, j] > np.log10(k_floor) if norm.log[j] else np.ones(len(true_log), dtype=bool)
+        err = pred_log[keep, j] - true_log[keep, j]
+        r2[name] = r2_score(true_log[keep, j], pred_log[keep, j])
         m[f"r2_{name}"] = r2[name]
         m[f"mae_{name}"] = float(np.abs(err).mean())
         m[f"rmse_{name}"] = float(np.sqrt((err**2).mean()))

@@ -11,7 +11,7 @@ from PIL import Image
 from data_pipeline import importers
 from data_pipeline.io import DataError, read_properties, read_volume
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "foam200_properties.csv"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "foam200_properties.csv"  # copy of shared/reference
 FOAM_MAP = Path(__file__).resolve().parents[2] / "configs" / "data_map_foam200.yaml"
 
 
