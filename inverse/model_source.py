@@ -60,6 +60,7 @@ def checkpoint_folder(ref: str, tracking_uri: str | None = None, cache_dir: str 
 
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # models:/ URIs resolve in this store's registry
     dst = None
     if cache_dir is not None:
         dst = Path(cache_dir)
@@ -80,7 +81,8 @@ def registry_dataset(ref: str, tracking_uri: str | None = None) -> str | None:
     try:
         from mlflow.tracking import MlflowClient
 
-        c = MlflowClient(resolve_tracking_uri(tracking_uri))
+        uri = resolve_tracking_uri(tracking_uri)
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
         name, _, rest = ref[len("models:/"):].partition("@")
         if rest:
             mv = c.get_model_version_by_alias(name, rest)

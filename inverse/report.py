@@ -131,7 +131,7 @@ def log_mlflow(outcome, bundle) -> str:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(cfg.experiment)
     if exp is None:
         exp_id = client.create_experiment(cfg.experiment, tags=EXPERIMENT_KIND)

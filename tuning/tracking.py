@@ -60,9 +60,11 @@ def artifact_root(tracking_uri: str) -> str | None:
 
 
 def client(tracking_uri: str):
+    """A client of this store for runs AND the model registry (never the process-wide registry URI,
+    which an earlier call in the same process may have pointed elsewhere)."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 def get_or_create_experiment(tracking_uri: str, name: str) -> str:

@@ -59,8 +59,9 @@ class LocalCluster:
         return [f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
                 f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-                f"--min-worker-port={20000 + (self.port % 1000) * 40}",
-                f"--max-worker-port={20000 + (self.port % 1000) * 40 + 39}"]
+                # below Linux's ephemeral range (32768+), where free_port() draws the others
+                f"--min-worker-port={20000 + (self.port % 300) * 40}",
+                f"--max-worker-port={20000 + (self.port % 300) * 40 + 39}"]
 
     def _start(self, name: str, args: list[str]) -> None:
         log = self.temp_dir / f"{name}.log"
