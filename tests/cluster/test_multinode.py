@@ -2,9 +2,11 @@
 
 The cluster is two `ray start` processes on 127.0.0.1 (head: 1 CPU, worker: 1 CPU), token
 authentication on, with their own temp dir and ports (tests/cluster/local_cluster.py). Jobs carry
-the repository as their working directory, exactly as `python -m cluster submit` sends them.
+the repository as their working directory: they are submitted, polled and read with the
+`python -m cluster` command line, in fresh processes holding the cluster's token.
 """
-import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,37 +33,54 @@ def cluster():
         c.stop()
 
 
+def cli(cluster, *args: str, env: dict | None = None, timeout: float = 120) -> str:
+    """`python -m cluster ...` in a fresh process holding the cluster's token, as a user's laptop
+    would (Ray caches its auth mode per process, so the client must not share this one)."""
+    res = subprocess.run([PY, "-m", "cluster", *args], cwd=ROOT, env={**cluster.env, **(env or {})},
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"python -m cluster {' '.join(args)}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+def submit(cluster, cmd: str, env: dict | None = None) -> str:
+    out = cli(cluster, "submit", "--address", cluster.dashboard_url, "--no-wait", "--", *cmd.split(), env=env)
+    match = re.search(r"submitted (\S+) to", out)
+    assert match, out
+    return match.group(1)
+
+
+def status(cluster, job_id: str) -> str:
+    return cli(cluster, "status", job_id, "--address", cluster.dashboard_url).strip().splitlines()[-1]
+
+
+def logs(cluster, job_id: str) -> str:
+    return cli(cluster, "logs", job_id, "--address", cluster.dashboard_url)
+
+
+def wait(cluster, job_id: str, timeout: float = 600) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := status(cluster, job_id)) not in jobs.TERMINAL:
+        assert time.monotonic() < deadline, f"job {job_id} still {state} after {timeout} s"
+        time.sleep(3)
+    return state
+
+
+def run_job(cluster, cmd: str, env: dict | None = None, timeout: float = 600) -> str:
+    job_id = submit(cluster, cmd, env)
+    state = wait(cluster, job_id, timeout)
+    text = logs(cluster, job_id)
+    assert state == "SUCCEEDED", f"job {cmd!r} ended {state}:\n{text[-6000:]}"
+    return text
+
+
 @pytest.fixture(scope="module")
-def auth_env(cluster):
-    """The submitting client runs with the cluster's token, as a user's laptop would."""
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
-    os.environ["RAY_AUTH_MODE"] = "token"
-    os.environ["RAY_AUTH_TOKEN_PATH"] = cluster.env["RAY_AUTH_TOKEN_PATH"]
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    yield
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def run_job(cluster, cmd: str, env: dict, timeout: float = 600) -> str:
-    job_id = jobs.submit(cmd, cluster.dashboard_url, env=env)
-    status = jobs.wait(job_id, cluster.dashboard_url, timeout=timeout)
-    logs = jobs.client(cluster.dashboard_url).get_job_logs(job_id)
-    assert status == "SUCCEEDED", f"job {cmd!r} ended {status}:\n{logs[-6000:]}"
-    return logs
-
-
-@pytest.fixture(scope="module")
-def dataset(cluster, auth_env, tmp_path_factory):
+def dataset(cluster, tmp_path_factory):
     """The smoke dataset, built and LBM-labeled by a job on the cluster (Ray tasks on its nodes)."""
     out = tmp_path_factory.mktemp("cluster") / "data"
-    logs = run_job(cluster, f"{PY} -m data_pipeline build --config configs/data_smoke.yaml --out {out}", env={})
+    text = run_job(cluster, f"{PY} -m data_pipeline build --config configs/data_smoke.yaml --out {out}")
     import pandas as pd
     props = pd.read_csv(out / "properties.csv")
-    assert len(props) == 16 and (props["labeler"] == "lbm").all(), logs[-3000:]
+    assert len(props) == 16 and (props["labeler"] == "lbm").all(), text[-3000:]
     assert (props["status"] == "ok").sum() >= 14
     return out
 
@@ -87,7 +106,7 @@ def trial_runs(uri: str, experiment: str):
     return client, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
-def test_smoke_study_runs_on_both_nodes_and_logs_every_trial(cluster, auth_env, dataset, tmp_path):
+def test_smoke_study_runs_on_both_nodes_and_logs_every_trial(cluster, dataset, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = study_yaml(tmp_path, dataset)
     run_job(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
@@ -104,7 +123,7 @@ def test_smoke_study_runs_on_both_nodes_and_logs_every_trial(cluster, auth_env, 
     assert used == {nodes["head"], nodes["worker"]}, (used, nodes)
 
 
-def test_study_survives_losing_the_worker_node(cluster, auth_env, dataset, tmp_path):
+def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
     """Kill the worker mid-study: the study finishes on the head, lost trials resume from checkpoints."""
     if cluster.alive_nodes() < 2:
         cluster.add_worker("worker", num_cpus=1)
@@ -114,16 +133,14 @@ def test_study_survives_losing_the_worker_node(cluster, auth_env, dataset, tmp_p
                      train={"epochs": 20, "patience": 0})
     import mlflow
     mlflow.MlflowClient(uri).search_experiments()  # create the store before the job does (no migration race)
-    job_id = jobs.submit(f"{PY} -m tuning run --config {cfg}", cluster.dashboard_url,
-                         env={"MLFLOW_TRACKING_URI": uri})
+    job_id = submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
 
     # wait until a trial on the worker has reported (and checkpointed) at least two epochs
     deadline = time.monotonic() + 300
     victim = None
     while victim is None:
         assert time.monotonic() < deadline, "no trial ran on the worker"
-        status = str(jobs.client(cluster.dashboard_url).get_job_status(job_id).value)
-        assert status not in jobs.TERMINAL, jobs.client(cluster.dashboard_url).get_job_logs(job_id)[-4000:]
+        assert status(cluster, job_id) not in jobs.TERMINAL, logs(cluster, job_id)[-4000:]
         try:
             client, trials = trial_runs(uri, "killed")
         except Exception:  # store or experiment not there yet
@@ -136,9 +153,8 @@ def test_study_survives_losing_the_worker_node(cluster, auth_env, dataset, tmp_p
         time.sleep(1)
     cluster.kill_node("worker")
 
-    status = jobs.wait(job_id, cluster.dashboard_url, timeout=600)
-    logs = jobs.client(cluster.dashboard_url).get_job_logs(job_id)
-    assert status == "SUCCEEDED", logs[-6000:]
+    state = wait(cluster, job_id, timeout=600)
+    assert state == "SUCCEEDED", logs(cluster, job_id)[-6000:]
     client, trials = trial_runs(uri, "killed")
     assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials), \
         [(r.info.run_name, r.info.status) for r in trials]
