@@ -132,7 +132,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
     train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
-    gen = _decode_prior(model, cfg.n_generate, cfg.latent_dim, cfg.seed, cfg.eval_batch_size, device)
+    gen = _decode_prior(model, cfg.n_generate, getattr(model, "latent_dim", cfg.latent_dim), cfg.seed,
+                        cfg.eval_batch_size, device)
     gen_bin = torch.from_numpy(gen > 0.5)
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
