@@ -13,6 +13,15 @@ from pathlib import Path
 import torch
 
 
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available in this torch build")
+    return torch.device(name)
+
+
 class FlatConfig:
     """Mixin for a flat config dataclass: from_dict (unknown key -> ValueError naming it),
     to_dict, replace, to_json. Values that searchers hand back as numpy scalars or as floats
@@ -91,6 +100,17 @@ class EpochTrainer:
     """
 
     KIND: str | None = None  # written into metrics.json when set
+
+    def _init_runtime(self, cfg, dataset_dir):
+        """Config, dataset folder, threads, device and torch seed of a run; returns cfg."""
+        self.cfg = cfg
+        self.dataset_dir = Path(dataset_dir)
+        if cfg.num_threads:
+            torch.set_num_threads(int(cfg.num_threads))
+        self.device = resolve_device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        return cfg
 
     def _init_loop_state(self) -> None:
         self.epoch = 0

@@ -42,7 +42,8 @@ from models.common import EpochTrainer, FlatConfig, setup_optimization
 from models.checkpoint import Normalizer
 from models.pvae import _act, _norm
 from models.surrogate_augment import TensorAugmenter, symmetry_group
-from models.train import _batches, resolve_device
+from models.common import resolve_device
+from models.train import _batches
 
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -378,15 +379,7 @@ class SurrogateTrainer(EpochTrainer):
     def __init__(self, cfg: SurrogateConfig | dict, dataset_dir):
         from data_pipeline.dataset import VoxelDataset, dataset_hash
 
-        if isinstance(cfg, dict):
-            cfg = SurrogateConfig.from_dict(cfg)
-        self.cfg = cfg
-        self.dataset_dir = Path(dataset_dir)
-        if cfg.num_threads:
-            torch.set_num_threads(int(cfg.num_threads))
-        self.device = resolve_device(cfg.device)
-        self.cuda = self.device.type == "cuda"
-        torch.manual_seed(cfg.seed)
+        cfg = self._init_runtime(SurrogateConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg, dataset_dir)
 
         # ground truth only: rows labeled by a surrogate (mixed builds) never train a surrogate
         common = dict(properties=cfg.components, fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed,

@@ -30,15 +30,6 @@ from models.pvae import PVAE
 TERMS = ("loss", "recon", "kl", "prop")
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available in this torch build")
-    return torch.device(name)
-
-
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
     """Index batches of a (shuffled when generator is given) epoch; a trailing batch of 1 is
     dropped when training (BatchNorm cannot normalise a single sample)."""
@@ -63,15 +54,7 @@ class Trainer(EpochTrainer):
     def __init__(self, cfg: PVAEConfig, dataset_dir):
         from data_pipeline.dataset import VoxelDataset, dataset_hash  # torch Dataset of the data stage
 
-        if isinstance(cfg, dict):
-            cfg = PVAEConfig.from_dict(cfg)
-        self.cfg = cfg
-        self.dataset_dir = Path(dataset_dir)
-        if cfg.num_threads:
-            torch.set_num_threads(int(cfg.num_threads))
-        self.device = resolve_device(cfg.device)
-        self.cuda = self.device.type == "cuda"
-        torch.manual_seed(cfg.seed)
+        cfg = self._init_runtime(PVAEConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg, dataset_dir)
 
         common = dict(properties=cfg.properties, fractions=tuple(cfg.split_fractions), split_seed=cfg.split_seed)
         self.train_set = VoxelDataset(self.dataset_dir, "train", dataset_size=cfg.dataset_size,

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tuning import tracking
-from tuning.config import StudyConfig, load_study_config
+from tuning.config import StudyConfig
 
 #: Test metrics put in the table (when the evaluation produced them); R^2 of each property is added.
 METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_porosity_error", "test_r2_mean", "test_mse_norm")
@@ -151,19 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Dataset-size ablation: one trial per (size, seed) with the other hyperparameters fixed; writes a table "
         "and a PNG of test metrics against dataset size, and logs them to MLflow."))
     p.add_argument("--config", required=True, help="ablation YAML (a study config with sizes: and seeds:)")
-    p.add_argument("--name", help="experiment name (folder under storage_path); overrides the YAML")
-    p.add_argument("--storage-path", help="local folder, shared filesystem or s3:// URI; overrides the YAML")
-    p.add_argument("--dataset", help="dataset folder; overrides the YAML (built from build_config if missing)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the YAML, "
-                                          "else sqlite:///<storage_path>/mlflow.db)")
-    p.add_argument("--address", help="Ray address ('auto' = running cluster); default: local Ray")
+    from tuning.study import add_study_options
+    add_study_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset, ray_address=args.address)
+        from tuning.study import load_cli_config
+        cfg = load_cli_config(args)
         result = run_ablation(cfg, tracking_uri=args.tracking_uri)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"python -m tuning ablate: {exc}", file=sys.stderr)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -381,21 +380,31 @@ def build_run_parser() -> argparse.ArgumentParser:
         "Run a Ray Tune study of the pVAE or the permeability surrogate (model:, search space, searcher, ASHA, resources, storage from the YAML); "
         "one MLflow run per trial under a parent run per study."))
     p.add_argument("--config", required=True, help="study YAML (e.g. configs/tune_smoke.yaml)")
+    add_study_options(p)
+    p.add_argument("--num-samples", type=int, help="number of trials; overrides the YAML")
+    return p
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """The overrides `run` and `ablate` share (each overrides the study YAML's field)."""
     p.add_argument("--name", help="experiment name (folder under storage_path); overrides the YAML")
     p.add_argument("--storage-path", help="local folder, shared filesystem or s3:// URI; overrides the YAML")
     p.add_argument("--dataset", help="dataset folder; overrides the YAML (built from build_config if missing)")
-    p.add_argument("--num-samples", type=int, help="number of trials; overrides the YAML")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the YAML, "
                                           "else sqlite:///<storage_path>/mlflow.db)")
     p.add_argument("--address", help="Ray address ('auto' = running cluster); default: local Ray")
-    return p
+
+
+def load_cli_config(args, **extra) -> StudyConfig:
+    """The study config of a `run`/`ablate` command line: the YAML with the command-line overrides."""
+    return load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset,
+                             ray_address=args.address, **extra)
 
 
 def main_run(argv: list[str] | None = None) -> int:
     args = build_run_parser().parse_args(argv)
     try:
-        cfg = load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset,
-                                num_samples=args.num_samples, ray_address=args.address)
+        cfg = load_cli_config(args, num_samples=args.num_samples)
         handle = run_study(cfg, tracking_uri=args.tracking_uri)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"python -m tuning run: {exc}", file=sys.stderr)
