@@ -23,7 +23,6 @@ import pandas as pd
 
 from data_pipeline.io import atomic_path, write_volume
 
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
@@ -121,21 +120,17 @@ def _param(v) -> str:
 def log_mlflow(outcome, bundle) -> str:
     """One MLflow run with the config as params, hit rates and times as metrics, outputs as artifacts."""
     import mlflow
-    from mlflow.tracking import MlflowClient
 
     from inverse.model_source import resolve_tracking_uri
+    from tuning.tracking import get_or_create_experiment
 
     cfg = outcome.cfg
     uri = resolve_tracking_uri(cfg.tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    exp = client.get_experiment_by_name(cfg.experiment)
-    if exp is None:
-        exp_id = client.create_experiment(cfg.experiment, tags=EXPERIMENT_KIND)
-    else:
-        exp_id = exp.experiment_id
+    # the tuning stage's helper: artifacts beside the SQLite file, never in ./mlruns of the cwd
+    exp_id = get_or_create_experiment(uri, cfg.experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"design-{Path(cfg.out).name}") as run:
         params = {k: _param(v) for k, v in cfg.to_dict().items()}
         params["model_folder"] = _param(bundle.folder)

@@ -104,6 +104,8 @@ def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "ch
     check_promotable(run.data.tags.get("model", "pvae"), uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    # MLflow 3 files a logged model under the active experiment: the trial's, not Default (./mlruns)
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = fetch_checkpoint(uri, Path(tmp) / "checkpoint")
         import json
