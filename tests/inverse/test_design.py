@@ -176,7 +176,9 @@ def test_promoted_model_is_resolved_from_the_registry(trained, tmp_path, monkeyp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run() as run:
+    from tuning.tracking import get_or_create_experiment
+    exp_id = get_or_create_experiment(uri, "trials")  # artifacts under tmp_path, not ./mlruns
+    with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.set_tags({"best_checkpoint": str(trained["root"] / "train"), "dataset": str(trained["data"])})
     promote(uri, run.info.run_id, name="pvae", alias="champion", check=False)
     b = load_bundle("models:/pvae@champion", cache_dir=tmp_path / "cache")
