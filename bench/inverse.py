@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(surrogate screening of the candidates; 'surrogate' always screens); one design run each")
     p.add_argument("--surrogate", help="surrogate checkpoint folder (for 'surrogate' and '+screen' variants)")
     p.add_argument("--screen-top", type=int, default=12, help="latents screened by the surrogate per target and method")
+    p.add_argument("--bo-engine", default="composite", choices=["composite", "gp_minimize"],
+                   help="bo's engine: one GP per targeted property (composite) or skopt.gp_minimize on the objective")
+    p.add_argument("--manifold-weight", type=float, default=None,
+                   help="manifold penalty weight of the objectives (default: 0 for solver, 1 for the others)")
+    p.add_argument("--search-tol", type=float, default=1e-3, help="LBM tolerance inside the 'solver' objective")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print one JSON record per method")
@@ -142,19 +147,25 @@ def main(argv: list[str] | None = None) -> int:
                            n_candidates=args.n_candidates, solver={"tol": args.solver_tol}, seed=args.seed,
                            out=str(out / "design" / variant.replace("+", "_")), mlflow=False, figures=False,
                            allow_extrapolation=True, property_model=pm,
-                           surrogate=args.surrogate if use_sur else None, screen_top=args.screen_top)
+                           surrogate=args.surrogate if use_sur else None, screen_top=args.screen_top,
+                           manifold_weight=args.manifold_weight, search_solver={"tol": args.search_tol},
+                           bo_engine=args.bo_engine)
         t0 = time.perf_counter()
         outcome = design(cfg, bundle=bundle, log=lambda *a: None)
         wall = time.perf_counter() - t0
         print(f"{variant}: wall {wall:.0f} s", file=sys.stderr)
-        records += summarize(outcome, specs, components, methods, variant, args.n_calls, args.n_candidates)
+        recs = summarize(outcome, specs, components, methods, variant, args.n_calls, args.n_candidates)
+        for rec in recs:
+            if rec["method"] == "bo":
+                rec["method"] = "bo" if args.bo_engine == "composite" else f"bo/{args.bo_engine}"
+        records += recs
     kc = next((c for c in components if c.startswith("k_")), None)
     print(f"inverse design bench: {len(specs)} held-out targets ({','.join(components)}), budget {args.n_calls} "
           f"objective evaluations, {args.n_candidates} candidates verified by LBM per target and method")
-    print(f"{'variant':18s} {'method':9s} {'objective':10s} {'hit@1':>6s} {'hit@N':>6s} {'pred@1':>6s} {'phi@1':>6s} "
+    print(f"{'variant':18s} {'method':14s} {'objective':10s} {'hit@1':>6s} {'hit@N':>6s} {'pred@1':>6s} {'phi@1':>6s} "
           f"{'ver/pred':>8s} {'ver/regz':>8s} {'s/target':>9s}")
     for rec in records:
-        print(f"{rec['variant']:18s} {rec['method']:9s} {rec['property_model']:10s} {rec['hit_at_1']:6.0%} "
+        print(f"{rec['variant']:18s} {rec['method']:14s} {rec['property_model']:10s} {rec['hit_at_1']:6.0%} "
               f"{rec['hit_at_n']:6.0%} {rec['predicted_hit_at_1']:6.0%} {rec['porosity_hit_at_1']:6.0%} "
               f"{rec.get(f'median_ratio_{kc}', float('nan')):8.2f} {rec.get(f'median_ratio_regz_{kc}', float('nan')):8.2f} "
               f"{rec['s_per_target']:9.1f}")

@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 METHODS = ("bo", "tpe", "random", "gradient")
+BO_ENGINES = ("composite", "gp_minimize")
 BOUNDS = ("quantile", "prior")
 THRESHOLDS = ("target", "decoded", "fixed")
 UNITS = ("lattice", "physical")
-PROPERTY_MODELS = ("regressor", "reencode", "surrogate")
+PROPERTY_MODELS = ("regressor", "reencode", "surrogate", "solver")  # see inverse/delivered.py
 
 
 @dataclass
@@ -47,18 +48,27 @@ class DesignConfig:
         "prior" (box [-prior_radius, prior_radius] per latent dimension). manifold_weight and
         manifold_quantile: penalty weight * max(0, m(z) - r)^2, m the Mahalanobis distance to
         the training latents, r its ``manifold_quantile`` quantile over the training set.
+        manifold_weight None (default): 1 for the model-based objectives (regressor, reencode,
+        surrogate: their estimates are only trusted near the data) and 0 for the "solver" one
+        (the solver is right anywhere; with the penalty, BO was kept away from the latents whose
+        decoded structures hit the targets: bench/RESULTS.md).
         property_model: what estimates the properties of a latent z in the objective of bo / tpe /
         random: "regressor" (the pVAE regressor on z; ignores the decoder), "reencode" (decode ->
         binarize/clean exactly like the final candidate -> encode -> regressor; porosity measured
-        on the volume) or "surrogate" (the same delivered volume labeled by the CNN surrogate of
-        ``surrogate``); see :mod:`inverse.delivered`. "gradient" always uses the regressor (the
+        on the volume), "surrogate" (the same delivered volume labeled by the CNN surrogate of
+        ``surrogate``) or "solver" (the same delivered volume solved by the LBM along the targeted
+        axes with ``solver`` updated by ``search_solver``: the objective is then the property the
+        verification measures, up to the looser tolerance); see :mod:`inverse.delivered`. "gradient" always uses the regressor (the
         decoder-aware estimates are not differentiable). surrogate: a surrogate checkpoint folder
         (``python -m models.surrogate train``) with the pVAE's input size; with it, candidates are
         also screened: the ``screen_top`` best distinct latents of each search are decoded,
         ranked by the surrogate's estimate of their delivered structure, and only the best
         ``n_candidates`` go to the solver (screen_top 0: no screening).
-        gradient_lr: Adam step (latent units). bo_acq_optimizer: "sampling" (fast) or "lbfgs"
-        (skopt's acquisition optimizer). seed: every random thing.
+        gradient_lr: Adam step (latent units). bo_engine: "composite" (one GP per targeted
+        property, expected improvement of the known objective over their posteriors: see
+        :func:`inverse.search.run_bo_composite`) or "gp_minimize" (``skopt.gp_minimize``, one GP on
+        the objective value). bo_acq_optimizer: "sampling" (fast) or "lbfgs" (gp_minimize's
+        acquisition optimizer). seed: every random thing.
     Candidates and verification
         n_candidates: decoded candidates per target and method (best objective first, pairwise
         latent distance >= min_distance times the median nearest-neighbour distance of the
@@ -92,12 +102,14 @@ class DesignConfig:
     quantile: float = 0.01
     box_margin: float = 0.05
     prior_radius: float = 3.0
-    manifold_weight: float = 1.0
+    manifold_weight: float | None = None
     manifold_quantile: float = 0.95
     property_model: str = "reencode"
     surrogate: str | None = None
+    search_solver: dict = field(default_factory=lambda: {"tol": 1e-3})
     screen_top: int = 12
     gradient_lr: float = 0.05
+    bo_engine: str = "composite"
     bo_acq_optimizer: str = "sampling"
     seed: int = 0
     # candidates and verification
@@ -133,6 +145,8 @@ class DesignConfig:
             bad("methods", "lists a method twice")
         if self.bounds not in BOUNDS:
             bad("bounds", f"must be one of {BOUNDS}")
+        if self.bo_engine not in BO_ENGINES:
+            bad("bo_engine", f"must be one of {BO_ENGINES}")
         if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
             bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
         if self.property_model not in PROPERTY_MODELS:
@@ -158,14 +172,21 @@ class DesignConfig:
             if not float(getattr(self, name)) > 0:
                 bad(name, "must be > 0")
         for name in ("box_margin", "manifold_weight", "min_distance", "max_island"):
-            if float(getattr(self, name)) < 0:
+            if getattr(self, name) is not None and float(getattr(self, name)) < 0:
                 bad(name, "must be >= 0")
         if not 0 < self.fixed_threshold < 1:
             bad("fixed_threshold", "must be in (0, 1)")
         if self.n_candidates < 1:
             bad("n_candidates", "must be >= 1")
-        if not isinstance(self.solver, dict):
-            bad("solver", "must be a mapping of solver keyword arguments")
+        for name in ("solver", "search_solver"):
+            if not isinstance(getattr(self, name), dict):
+                bad(name, "must be a mapping of solver keyword arguments")
+
+    def manifold_weight_for(self, property_model: str) -> float:
+        """The manifold penalty weight of an objective (``manifold_weight``, or its default when None)."""
+        if self.manifold_weight is not None:
+            return float(self.manifold_weight)
+        return 0.0 if property_model == "solver" else 1.0
 
     # --- serialization -------------------------------------------------------------------
     @classmethod

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from inverse.config import DesignConfig, load_design_config
+from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
 from inverse.delivered import porosity_goal as _porosity_goal
@@ -132,7 +132,7 @@ def _fmt(v):
 def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
                log=print, surrogate=None) -> TargetOutcome:
     outcome = TargetOutcome(target)
-    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight)  # the regressor's
+    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight_for("regressor"))  # the regressor's
     props = bundle.properties
     ranges = label_ranges(bundle.y_train, props)
     if "pred" not in pred_ranges_cache:
@@ -154,14 +154,16 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
     aware = None
     if cfg.property_model != "regressor":
         aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
-                               cfg.manifold_weight, surrogate)
+                               cfg.manifold_weight_for(cfg.property_model), surrogate,
+                               {**cfg.solver, **cfg.search_solver})
     screen = surrogate is not None and cfg.screen_top > 0
     t_dec = time.perf_counter()
     for method in cfg.methods:
         obj = objective if (aware is None or method == "gradient") else aware
         pm = "regressor" if obj is objective else cfg.property_model
         res = run_search(method, obj, bundle.y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
-                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer)
+                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer,
+                         bo_engine=cfg.bo_engine)
         res.info["property_model"] = pm
         outcome.searches[method] = res
         t_dec += res.time_s
@@ -335,12 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets-csv", help="CSV of targets (a 'spec' column or one column per property)")
     p.add_argument("--units", choices=["lattice", "physical"], help="permeability units of the targets")
     p.add_argument("--method", dest="methods", help="comma-separated: bo,tpe,random,gradient (default bo)")
-    p.add_argument("--n-calls", type=int, help="regressor evaluations per target and method")
+    p.add_argument("--n-calls", type=int, help="objective evaluations per target and method")
+    p.add_argument("--bo-engine", choices=["composite", "gp_minimize"],
+                   help="bo: one GP per targeted property and Monte-Carlo expected improvement of the objective "
+                        "(composite, default) or skopt.gp_minimize on the objective value")
     p.add_argument("--n-candidates", type=int, help="decoded and verified candidates per target and method")
     p.add_argument("--seed", type=int)
-    p.add_argument("--property-model", choices=["regressor", "reencode", "surrogate"],
+    p.add_argument("--property-model", choices=list(PROPERTY_MODELS),
                    help="property estimate of a latent in the bo/tpe/random objective: the regressor on z, or the "
-                        "delivered (decoded, binarized, cleaned) structure re-encoded or labeled by the surrogate")
+                        "delivered (decoded, binarized, cleaned) structure re-encoded, labeled by the surrogate or "
+                        "solved by the LBM (search_solver tolerance)")
     p.add_argument("--surrogate", help="CNN permeability surrogate checkpoint folder (same input size as the pVAE): "
                                        "screens candidates before the solver; needed by --property-model surrogate")
     p.add_argument("--screen-top", type=int, help="latents decoded and ranked by the surrogate per target and method "
@@ -357,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> DesignConfig:
     over = {k: getattr(args, k) for k in ("model", "dataset", "targets", "targets_csv", "units", "methods",
                                           "n_calls", "n_candidates", "seed", "threshold", "out", "device",
-                                          "property_model", "surrogate", "screen_top")}
+                                          "property_model", "surrogate", "screen_top", "bo_engine")}
     if args.methods:
         over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.no_verify:

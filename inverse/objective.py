@@ -175,6 +175,33 @@ class Objective:
         p = self.model.predict_properties(z.to(self._device, self._dtype))  # (B, P)
         return self._distance(p) + self._penalty(z.to(self._device))
 
+    @property
+    def target_columns(self) -> list[int]:
+        """Columns (into ``names``) of the properties the target's conditions read."""
+        return sorted({t["j"] for t in self._terms})
+
+    def objective_of(self, p_norm: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Objective (B,) for given normalized properties (B, P) at latents z (B, L): no model call.
+
+        The composite BO (:func:`inverse.search.run_bo_composite`) scores property samples drawn
+        from its Gaussian processes with it; only the target's columns of ``p_norm`` are read.
+        """
+        p = torch.as_tensor(np.atleast_2d(p_norm), dtype=torch.float64)
+        return (self._distance(p) + self._penalty(torch.as_tensor(np.atleast_2d(z), dtype=torch.float64))).numpy()
+
+    @torch.no_grad()
+    def evaluate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One counted evaluation of latents z (B, L): (objective (B,), normalized properties (B, P))."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+        self.n_evals += int(z.shape[0])
+        p = self._norm_pred(z)  # (B, P)
+        return (self._distance(p) + self._penalty(torch.as_tensor(z))).numpy(), p.numpy()
+
+    @torch.no_grad()
+    def _norm_pred(self, z: np.ndarray) -> torch.Tensor:
+        zt = torch.as_tensor(np.atleast_2d(z), dtype=self._dtype, device=self._device)
+        return self.model.predict_properties(zt).double().cpu()  # (B, P)
+
     @torch.no_grad()
     def values(self, z: np.ndarray) -> np.ndarray:
         """Objective (B,) of latents z (B, L) (numpy, float64)."""

@@ -26,8 +26,16 @@ def setup():
     return model, norm, mu, y
 
 
+METHODS = ["bo", "bo:gp_minimize", "tpe", "random", "gradient"]  # "bo" = the composite engine
+
+
+def search(method, *args, **kw):
+    m, _, engine = method.partition(":")
+    return run_search(m, *args, **kw, **({"bo_engine": engine} if engine else {}))
+
+
 @pytest.mark.parametrize("bounds", ["quantile", "prior"])
-@pytest.mark.parametrize("method", ["bo", "tpe", "random", "gradient"])
+@pytest.mark.parametrize("method", METHODS)
 def test_methods_stay_in_the_box_and_share_the_budget(setup, method, bounds):
     model, norm, mu, y = setup
     space = latent_space(mu, bounds=bounds, quantile=0.05, prior_radius=2.0)
@@ -37,21 +45,21 @@ def test_methods_stay_in_the_box_and_share_the_budget(setup, method, bounds):
     else:
         assert np.allclose(space.lo, -2.0) and np.allclose(space.hi, 2.0)
     obj = Objective(parse_target("porosity=0.5,k_xx=1.0"), model, norm, space)
-    res = run_search(method, obj, y, n_calls=16, n_initial=6, seed=1, gradient_lr=0.5)
+    res = search(method, obj, y, n_calls=16, n_initial=6, seed=1, gradient_lr=0.5)
     assert res.n_evals <= 16 and res.info["objective_evals"] == res.n_evals
     assert res.n_evals >= 15  # gradient: 16 // 3 seeds = 5 steps x 3 starts
     assert space.inside(res.z).all()
     assert np.allclose(obj.values(res.z), res.f)  # the recorded objective is the objective of z
 
 
-@pytest.mark.parametrize("method", ["bo", "tpe", "random", "gradient"])
+@pytest.mark.parametrize("method", METHODS)
 def test_same_seed_same_search(setup, method):
     model, norm, mu, y = setup
     space = latent_space(mu)
     runs = []
     for _ in range(2):
         obj = Objective(parse_target("porosity=0.45,k_yy>=0.5"), model, norm, space)
-        runs.append(run_search(method, obj, y, n_calls=12, n_initial=4, seed=7))
+        runs.append(search(method, obj, y, n_calls=12, n_initial=4, seed=7))
     assert np.array_equal(runs[0].z, runs[1].z) and np.array_equal(runs[0].f, runs[1].f)
 
 
@@ -69,6 +77,28 @@ def test_objective_is_zero_at_the_target_and_penalizes_leaving_the_manifold(setu
     assert obj.values(far[None])[0] - obj.distances(far[None])[0] > 1.0  # penalty active
     inside = mu[space.mahalanobis(mu) <= space.radius]
     assert np.allclose(obj.values(inside), obj.distances(inside))  # no penalty on the data
+
+
+def test_composite_bo_models_the_properties_and_finds_a_reachable_target(setup):
+    """The GPs model the targeted properties; the objective is recomputed from them exactly."""
+    model, norm, mu, y = setup
+    space = latent_space(mu)
+    probe = Objective(parse_target("porosity=0.5"), model, norm, space)
+    rng = np.random.default_rng(3)
+    z_goal = space.lo + rng.random(space.dim) * (space.hi - space.lo)  # a point inside the box
+    p = probe.predict(z_goal[None])[0]
+    t = parse_target(f"porosity={p[0]:.6f}+-0.01,k_xx={p[1]:.6g}+-5%")  # reachable by construction
+    obj = Objective(t, model, norm, space, manifold_weight=0.0)
+    assert obj.target_columns == [0, 1]
+    f, pn = obj.evaluate(mu[:4])  # counted; the objective of the properties it returns
+    assert obj.n_evals == 4 and np.allclose(f, obj.objective_of(pn, mu[:4])) and np.allclose(f, obj.values(mu[:4]))
+    res = run_search("bo", obj, y, n_calls=30, n_initial=6, seed=0)
+    assert res.info["bo"] == "composite" and res.n_evals == 30
+    f_init = res.f[:6].min()
+    assert res.f.min() < f_init  # the model-guided proposals improve on the initial design
+    assert obj.predicted_hit(res.z[[int(np.argmin(res.f))]])[0]  # and meet the (predicted) target
+    rnd = run_search("random", Objective(t, model, norm, space, manifold_weight=0.0), y, n_calls=30, n_initial=6, seed=0)
+    assert res.f.min() <= rnd.f.min()
 
 
 def test_seeds_come_from_the_labels_closest_to_the_target(setup):
