@@ -3,23 +3,25 @@
 Targets are held-out samples (the model's val + test splits, never seen in training): each asks
 for the sample's own porosity and permeability components (``--components``), exact, with the
 hit criterion |d phi| <= 0.02 and |d k| / k <= 15% per component. Every method gets the same
-budget (``--n-calls`` regressor evaluations, ``--n-candidates`` decoded candidates verified by
+budget (``--n-calls`` objective evaluations, ``--n-candidates`` decoded candidates verified by
 the solver). Prints one line per method (and a JSON record with ``--json``):
 
-    hit@1   the best candidate (best objective, or best surrogate screen) (lowest objective) hits, verified by the LBM solver
+    hit@1   the best candidate (lowest objective, or best surrogate screen) hits, verified by the LBM solver
     hit@N   any of the N verified candidates hits
-    pred@1  the regressor's prediction for the best candidate hits (search quality alone)
+    pred@1  the search's own estimate (its property model) for the best candidate hits (search quality alone)
     phi@1   the best candidate's verified porosity is within 0.02 of the target
     s/target  search + verification wall time per target
 
-Run (a model trained on the demo dataset; --train trains one if --model is not given):
+Run (the figures of bench/RESULTS.md; without --model, a model is first trained with --train-config):
 
-    python bench/inverse.py --dataset runs/demo/data --model runs/demo/pvae/best --n-targets 20 \
-        --property-models regressor,reencode,surrogate --surrogate runs/demo/surrogate_cal/best
+    python bench/inverse.py --dataset runs/bench32/data --model runs/bench32/pvae_full/best \
+        --n-targets 20 --n-calls 60 --property-models solver --methods bo,random,gradient
 
-Variants (``--property-models``): the property estimate of the bo/random objective (regressor on z,
-re-encoded delivered structure, surrogate on the delivered structure; gradient always uses the
-regressor), '+screen' adds surrogate screening. ``ver/pred`` is the median verified k / the
+Variants (``--property-models``): the property estimate of the bo/random objective: ``solver``
+(the LBM on the delivered structure, tolerance ``--search-tol``), ``regressor`` (on z),
+``reencode`` (the delivered structure re-encoded), ``surrogate`` (the CNN surrogate on the delivered
+structure); gradient always uses the regressor; '+screen' adds surrogate screening. ``--bo-engine``
+picks composite BO (default) or skopt.gp_minimize. ``ver/pred`` is the median verified k / the
 estimate the search used (1.0 = calibrated), ``ver/regz`` the same against the regressor on z.
 """
 from __future__ import annotations

@@ -53,17 +53,20 @@ class DesignConfig:
         (the solver is right anywhere; with the penalty, BO was kept away from the latents whose
         decoded structures hit the targets: bench/RESULTS.md).
         property_model: what estimates the properties of a latent z in the objective of bo / tpe /
-        random: "regressor" (the pVAE regressor on z; ignores the decoder), "reencode" (decode ->
-        binarize/clean exactly like the final candidate -> encode -> regressor; porosity measured
-        on the volume), "surrogate" (the same delivered volume labeled by the CNN surrogate of
-        ``surrogate``) or "solver" (the same delivered volume solved by the LBM along the targeted
-        axes with ``solver`` updated by ``search_solver``: the objective is then the property the
-        verification measures, up to the looser tolerance); see :mod:`inverse.delivered`. "gradient" always uses the regressor (the
-        decoder-aware estimates are not differentiable). surrogate: a surrogate checkpoint folder
+        random: "solver" (default: the delivered volume - decoded, binarized and cleaned exactly
+        like the final candidate - solved by the LBM along the targeted axes with ``solver``
+        updated by ``search_solver``; the objective is then the property the verification
+        measures, up to the looser tolerance; the only estimate whose hits held up under
+        verification in bench/RESULTS.md), "surrogate" (the same volume labeled by the CNN
+        surrogate of ``surrogate``: for volumes too large to solve per evaluation), "reencode"
+        (the same volume -> encode -> regressor; porosity measured on the volume) or "regressor"
+        (the pVAE regressor on z; ignores the decoder); see :mod:`inverse.delivered`. "gradient"
+        always uses the regressor (the decoder-aware estimates are not differentiable). surrogate: a surrogate checkpoint folder
         (``python -m models.surrogate train``) with the pVAE's input size; with it, candidates are
         also screened: the ``screen_top`` best distinct latents of each search are decoded,
         ranked by the surrogate's estimate of their delivered structure, and only the best
-        ``n_candidates`` go to the solver (screen_top 0: no screening).
+        ``n_candidates`` go to the solver (screen_top 0: no screening). search_solver: solver
+        options that override ``solver`` inside the "solver" objective (default tol 1e-3).
         gradient_lr: Adam step (latent units). bo_engine: "composite" (one GP per targeted
         property, expected improvement of the known objective over their posteriors: see
         :func:`inverse.search.run_bo_composite`) or "gp_minimize" (``skopt.gp_minimize``, one GP on
@@ -104,7 +107,7 @@ class DesignConfig:
     prior_radius: float = 3.0
     manifold_weight: float | None = None
     manifold_quantile: float = 0.95
-    property_model: str = "reencode"
+    property_model: str = "solver"
     surrogate: str | None = None
     search_solver: dict = field(default_factory=lambda: {"tol": 1e-3})
     screen_top: int = 12

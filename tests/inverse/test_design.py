@@ -321,7 +321,7 @@ def test_surrogate_screening_sends_only_n_candidates_to_the_solver(trained, surr
 def test_same_seed_gives_identical_results_with_decoder_aware_objectives(trained, surrogate, tmp_path):
     from inverse.design import design
 
-    for pm in ("reencode", "surrogate"):
+    for pm in ("reencode", "surrogate", "solver"):
         for n in ("a", "b"):
             design(design_cfg(trained, tmp_path / f"{pm}{n}", targets=["porosity=0.5,k_xx>=0.01"],
                               methods=["bo", "random"], n_calls=10, n_initial=4, n_candidates=1, property_model=pm,
