@@ -49,10 +49,14 @@ def held_out_targets(bundle, n: int, components: list[str]) -> list[str]:
     for split in ("test", "val"):
         ds = VoxelDataset(bundle.dataset, split, properties=components, fractions=tuple(cfg.split_fractions),
                           split_seed=cfg.split_seed)
-        for y in ds.targets:
+        for sid, y in zip(ds.ids, ds.targets):
+            if any(c.startswith("k_") and not float(v) > 0 for c, v in zip(components, y)):
+                # not percolating along that axis: k = 0 is no target for a log-scale search
+                print(f"note: held-out sample {sid} skipped: {dict(zip(components, map(float, y)))}", file=sys.stderr)
+                continue
             specs.append(",".join(f"{c}={float(v):.6g}" for c, v in zip(components, y)))
     if len(specs) < n:
-        print(f"note: only {len(specs)} held-out samples (val + test) in {bundle.dataset}; using all of them",
+        print(f"note: only {len(specs)} usable held-out samples (val + test) in {bundle.dataset}; using all of them",
               file=sys.stderr)
     return specs[:n]
 
