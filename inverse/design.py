@@ -165,6 +165,8 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
                          gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer,
                          bo_engine=cfg.bo_engine)
         res.info["property_model"] = pm
+        # solver failures inside the search (k counted as 0 for that latent) are recorded, not hidden
+        res.info["search_solver_errors"] = len(getattr(obj, "solver_errors", {}))
         outcome.searches[method] = res
         t_dec += res.time_s
         t_scr = time.perf_counter()
@@ -264,6 +266,7 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
                 hits = [r.get("hit") for r in mine]
                 rec.update({"method": m, "property_model": res.info.get("property_model"),
                             "screened": int(res.info.get("screened", 0)), "best_objective": float(res.f.min()), "n_evals": res.n_evals,
+                            "search_solver_errors": int(res.info.get("search_solver_errors", 0)),
                             "n_candidates": len(mine),
                             "hit_any": bool(any(h is True for h in hits)) if cfg.verify else np.nan,
                             "hit_best": bool(mine[0].get("hit")) if (cfg.verify and mine) else np.nan})

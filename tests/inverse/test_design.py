@@ -235,7 +235,7 @@ def test_solver_objective_solves_the_delivered_volume_along_the_targeted_axis_on
     import torch
 
     from data_pipeline.permeability import permeability
-    from inverse.delivered import Delivery, make_objective, solver_axes
+    from inverse.delivered import Delivery, make_objective, solver_axes, solver_properties
     from inverse.model_source import load_bundle
     from inverse.objective import latent_space
     from inverse.targets import parse_target
@@ -256,6 +256,10 @@ def test_solver_objective_solves_the_delivered_volume_along_the_targeted_axis_on
     # untargeted components are not solved: they keep the regressor's prediction for z
     i = b.norm.names.index("k_xx")
     assert np.allclose(pred[:, i], obj.delivery.regressor_raw(z)[:, i])
+    # a solve that fails inside the search is recorded with its reason and counts as k = 0 (worst)
+    raw, errors = solver_properties(b.norm.names, np.stack(ims[:1]), ["k_yy"],
+                                    {**SOLVER, "mach_bound": 1e-12, "rescale": False}, pred[:1])
+    assert "Mach" in errors[0] and raw[0, j] == 0.0 and raw[0, 0] == pytest.approx(ims[0].mean())
     # cached by z: a second call solves nothing (the same array comes back), values = distance + penalty
     assert np.array_equal(obj.predict(z), pred)
     assert np.allclose(obj.values(z), obj.distances(z) + obj._penalty(torch.as_tensor(z)).numpy())
@@ -283,6 +287,7 @@ def test_solver_objective_design_predicts_what_the_verification_measures(trained
     assert (res["hit"] == expect).all()
     # the best candidate of each method is the best objective the search saw
     s = pd.read_csv(out / "targets.csv").set_index("method")
+    assert (s.loc[["bo", "random"], "search_solver_errors"] == 0).all()
     best = res[res["candidate"] == 0].set_index("method")["objective"]
     assert np.allclose(best.loc[["bo", "random"]], s.loc[["bo", "random"], "best_objective"])
 
