@@ -129,8 +129,9 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
         cluster.add_worker("worker", num_cpus=1)
     worker_id = cluster.node_ids()["worker"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    epochs = 80  # long enough that the victim is still training when the kill lands (20 was not, once)
     cfg = study_yaml(tmp_path, dataset, name="killed", scheduler="fifo", max_failures=3,
-                     train={"epochs": 20, "patience": 0})
+                     train={"epochs": epochs, "patience": 0})
     import mlflow
     mlflow.MlflowClient(uri).search_experiments()  # create the store before the job does (no migration race)
     job_id = submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
@@ -152,6 +153,8 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
                 victim = run.info.run_id
         time.sleep(1)
     cluster.kill_node("worker")
+    done_at_kill = len(client.get_metric_history(victim, "val_loss"))
+    assert done_at_kill < epochs, "the victim finished before the kill: the test proves nothing"
 
     state = wait(cluster, job_id, timeout=600)
     assert state == "SUCCEEDED", logs(cluster, job_id)[-6000:]
@@ -162,4 +165,4 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
     assert lost.data.tags["ray.node_ids"].split(",")[0] == worker_id
     assert len(lost.data.tags["ray.node_ids"].split(",")) == 2, "the lost trial did not move to the head"
     steps = [m.step for m in client.get_metric_history(victim, "val_loss")]
-    assert sorted(steps) == list(range(1, 21)), f"epochs repeated or missing after the retry: {sorted(steps)}"
+    assert sorted(steps) == list(range(1, epochs + 1)), f"epochs repeated or missing after the retry: {sorted(steps)}"
