@@ -250,9 +250,9 @@ class DeliveredObjective(Objective):
     def __init__(self, target: Target, model, norm, space: LatentSpace, delivery: Delivery,
                  property_model: str, manifold_weight: float = 1.0, surrogate=None, solver: dict | None = None):
         super().__init__(target, model, norm, space, manifold_weight)
-        if property_model not in PROPERTY_MODELS[1:]:
-            raise ValueError(f"DeliveredObjective: property_model must be one of {PROPERTY_MODELS[1:]}, "
-                             f"got {property_model!r}")
+        aware = tuple(m for m in PROPERTY_MODELS if m != "regressor")
+        if property_model not in aware:
+            raise ValueError(f"DeliveredObjective: property_model must be one of {aware}, got {property_model!r}")
         if property_model == "surrogate" and surrogate is None:
             raise ValueError("property_model 'surrogate' needs a loaded surrogate")
         self.delivery, self.property_model, self.surrogate = delivery, property_model, surrogate
@@ -291,16 +291,9 @@ class DeliveredObjective(Objective):
     def _norm_pred(self, z: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(self.norm.transform(self._raw(z)), dtype=torch.float64)  # (B, P)
 
-    @torch.no_grad()
     def values(self, z: np.ndarray) -> np.ndarray:
-        z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-        self.n_evals += int(z.shape[0])
-        zt = torch.as_tensor(z, dtype=torch.float64)
-        return (self._distance(self._norm_pred(z)) + self._penalty(zt)).numpy()
-
-    @torch.no_grad()
-    def distances(self, z: np.ndarray) -> np.ndarray:
-        return self._distance(self._norm_pred(z)).numpy()
+        """Objective (B,) of latents z (B, L); one counted evaluation each (no gradient path)."""
+        return self.evaluate(z)[0]
 
 
 def make_objective(property_model: str, target: Target, model, norm, space: LatentSpace, delivery: Delivery,

@@ -216,9 +216,8 @@ class Objective:
 
     @torch.no_grad()
     def distances(self, z: np.ndarray) -> np.ndarray:
-        """Target distance without the manifold penalty (B,)."""
-        zt = torch.as_tensor(np.atleast_2d(z), dtype=self._dtype, device=self._device)
-        return self._distance(self.model.predict_properties(zt)).cpu().numpy()
+        """Target distance without the manifold penalty (B,) (not counted as an evaluation)."""
+        return self._distance(self._norm_pred(z)).numpy()
 
     def predicted_hit(self, z: np.ndarray) -> np.ndarray:
         """(B,) bool: the regressor's prediction satisfies every condition of the target."""

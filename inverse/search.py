@@ -135,12 +135,13 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
                                u[rng.choice(order, n_points // 2)]
                                + 0.05 * rng.standard_normal((n_points // 2, space.dim))])
         cand = np.clip(cand, 0.0, 1.0)  # (C, L)
-        draws = np.zeros((n_samples, n_points, len(ps[0])))  # (S, C, P): only the targeted columns are read
+        y = np.array(ps)  # (n, P) normalized properties seen so far
+        draws = np.zeros((n_samples, n_points, y.shape[1]))  # (S, C, P): only the targeted columns are read
         for k, j in enumerate(cols):
             gp = cook_estimator("GP", space=[(0.0, 1.0)] * space.dim, random_state=int(rng.integers(2**31)))
             with warnings.catch_warnings():  # a length scale at its bound = a latent dimension k ignores
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gp.fit(u, np.array(ps)[:, j])
+                gp.fit(u, y[:, j])
             mu, sd = gp.predict(cand, return_std=True)  # (C,), (C,)
             draws[:, :, j] = mu + sd * eps[:, :, k]
         zc = lo + cand * width  # (C, L)
