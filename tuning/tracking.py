@@ -178,6 +178,8 @@ class MLflowTrialCallback(tune.Callback):
         self.log_figures = log_figures
         self._runs: dict[str, str] = {}
         self._best: dict[str, float] = {}
+        self._last_step: dict[str, int] = {}  # trial id -> last epoch logged
+        self._repeated: dict[str, int] = {}  # trial id -> epochs reported again after a restore
         self._nodes: dict[str, list[str]] = {}  # trial id -> Ray node ids it ran on
         self._pending: dict[str, list] = {}
         self._client = None
@@ -258,10 +260,18 @@ class MLflowTrialCallback(tune.Callback):
                 self._best[tid] = float(value)
             metrics.append(Metric(f"best_{self.metric}", self._best[tid], now, step))
         tags = []
+        tid = trial.trial_id
+        if step <= self._last_step.get(tid, -1):
+            # an epoch re-run after a restore (the node died between its report and its checkpoint's
+            # registration): its history keeps the first value, one point per epoch; counted in a tag
+            metrics = []
+            self._repeated[tid] = self._repeated.get(tid, 0) + 1
+            tags.append(RunTag("repeated_epochs", str(self._repeated[tid])))
+        self._last_step[tid] = max(step, self._last_step.get(tid, -1))
         node = result.get("ray_node_id")
         if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
             self._nodes[trial.trial_id].append(node)  # every node the trial ran on, in order
-            tags = [RunTag("ray.node_id", node), RunTag("ray.node_ids", ",".join(self._nodes[trial.trial_id]))]
+            tags += [RunTag("ray.node_id", node), RunTag("ray.node_ids", ",".join(self._nodes[trial.trial_id]))]
         if metrics or tags:
             self._log_async(trial, run_id, metrics=metrics, tags=tags)
 
