@@ -33,7 +33,13 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from models.pvae import PVAE, output_paddings, stage_sizes  # noqa: E402
+from models.pvae import PVAE, stage_sizes  # noqa: E402
+
+
+def output_paddings(sizes: list[int], kernel_size: int = 3) -> list[int]:
+    """output_padding of each transposed-conv stage of the original decoder (sizes[i+1] -> sizes[i])."""
+    pad = kernel_size // 2
+    return [big - ((small - 1) * 2 - 2 * pad + kernel_size) for big, small in zip(sizes[:-1], sizes[1:])]
 
 
 class OriginalPVAE(nn.Module):

@@ -50,6 +50,7 @@ class TargetOutcome:
     volumes: list[np.ndarray] = field(default_factory=list)
     verify_time_s: float = 0.0
     decode_time_s: float = 0.0
+    reference: np.ndarray | None = None  # the structure of the target's ref=<sample_id>, when named
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _fmt(v):
 
 
 def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
-               log=print, surrogate=None) -> TargetOutcome:
+               log=print, surrogate=None, morph_ref=None) -> TargetOutcome:
     outcome = TargetOutcome(target)
     objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight_for("regressor"))  # the regressor's
     props = bundle.properties
@@ -207,6 +208,8 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
                         "decoded_porosity": dv.decoded_porosity, "binary_porosity": float(dv.im.mean()),
                         "solid_removed": int(dv.info.get("solid_removed", 0)),
                         "pores_removed": int(dv.info.get("pores_removed", 0))})
+            if morph_ref is not None:
+                row.update(morph_ref.columns(dv.im, target.reference))
             row.update({f"z{d}": float(v) for d, v in enumerate(zi)})
             outcome.rows.append(row)
             outcome.volumes.append(dv.im)
@@ -303,10 +306,16 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
                          cfg.manifold_quantile)
     log(f"model {cfg.model} ({bundle.folder}): {bundle.cfg.dims}D, latent_dim {space.dim}, predicts "
         f"{', '.join(bundle.properties)}; {len(bundle.ids_train)} training latents; {len(targets)} target(s)")
+    from inverse.morphology_check import MorphologyReference
+    morph_ref = MorphologyReference(bundle.dataset, bundle.ids_train, seed=cfg.seed)
+    for t in targets:
+        if t.reference:
+            morph_ref.sample(t.reference)  # a missing reference sample fails here, before any search
     cache: dict = {}
     outcomes = []
     for t in targets:
-        o = run_target(cfg, bundle, space, t, cache, log, surrogate)
+        o = run_target(cfg, bundle, space, t, cache, log, surrogate, morph_ref)
+        o.reference = morph_ref.sample(t.reference)[0] if t.reference else None
         outcomes.append(o)
         for m in o.searches:
             mine = [r for r in o.rows if r["method"] == m]

@@ -34,10 +34,6 @@ def candidate_path(target_id: str, method: str, rank: int) -> str:
     return f"candidates/{target_id}/{method}_{rank}.tif"
 
 
-def _mid_slice(im: np.ndarray) -> np.ndarray:
-    return im if im.ndim == 2 else im[im.shape[0] // 2]
-
-
 def plot_convergence(outcome_t, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -45,12 +41,12 @@ def plot_convergence(outcome_t, path: Path) -> None:
     for m, res in outcome_t.searches.items():
         ax.plot(np.arange(1, res.n_evals + 1), res.best_so_far(), label=f"{m} ({res.time_s:.1f} s)")
     ax.set_xlabel("objective evaluations")
-    ax.set_ylabel("best objective so far")
+    ax.set_ylabel("best objective so far (lower is better)")
     f_all = np.concatenate([r.f for r in outcome_t.searches.values()])
     if np.all(f_all > 0):
         ax.set_yscale("log")
     ax.set_title(f"{outcome_t.target.target_id}: {outcome_t.target.describe()}", fontsize=9)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="1 = at the tolerance edge")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -58,22 +54,55 @@ def plot_convergence(outcome_t, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_slices(outcome_t, path: Path) -> None:
+def _views(im: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The image itself (2D) or the three mid-slices of a (Z, Y, X) volume, with their names."""
+    if im.ndim == 2:
+        return [("image", im)]
+    z, y, x = (n // 2 for n in im.shape)
+    return [("XY (z mid)", im[z]), ("XZ (y mid)", im[:, y]), ("YZ (x mid)", im[:, :, x])]
+
+
+def plot_slices(outcome_t, path: Path, max_candidates: int = 6) -> None:
+    """The target's reference sample (when named) above its designs, each as three mid-slices
+    (3D) or the image (2D), framed, white = pore; titles give porosity, specific surface relative to
+    the reference and the hit."""
     import matplotlib.pyplot as plt
 
-    n = len(outcome_t.volumes)
-    cols = min(n, 6)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, im, row in zip(axes.ravel(), outcome_t.volumes, outcome_t.rows):
-        ax.imshow(_mid_slice(im), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    items = []
+    ref = getattr(outcome_t, "reference", None)
+    if ref is not None:
+        items.append((f"target sample {outcome_t.target.reference}", ref))
+    for im, row in list(zip(outcome_t.volumes, outcome_t.rows))[:max_candidates]:
         hit = row.get("hit")
-        mark = "" if not isinstance(hit, (bool, np.bool_)) else (" hit" if hit else " miss")
-        ax.set_title(f"{row['method']}#{row['candidate']} phi {row.get('verified_porosity', row['binary_porosity']):.2f}{mark}",
-                     fontsize=7)
-    fig.suptitle(f"{outcome_t.target.target_id}: mid-slices (white = pore)", fontsize=9)
+        mark = "" if not isinstance(hit, (bool, np.bool_)) else (" HIT" if hit else " miss")
+        ss = row.get("ss_ratio_ref", row.get("ss_ratio_train"))
+        ss_txt = "" if ss is None or not np.isfinite(ss) else f", surface {ss:.2f}x"
+        phi = row.get("verified_porosity", row["binary_porosity"])
+        items.append((f"{row['method']} #{row['candidate']}: phi {phi:.2f}{ss_txt}{mark}", im))
+    if not items:
+        return
+    n_views = len(_views(items[0][1]))
+    cols = n_views if n_views > 1 else min(len(items), 4)
+    rows = len(items) if n_views > 1 else math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_visible(False)
+    for i, (title, im) in enumerate(items):
+        for j, (view, sl) in enumerate(_views(np.asarray(im))):
+            ax = axes[i, j] if n_views > 1 else axes.ravel()[i]
+            ax.set_visible(True)
+            ax.imshow(sl, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            for spine in ax.spines.values():  # a frame, so white-on-white designs keep their edge
+                spine.set_visible(True)
+                spine.set_color("tab:red" if i == 0 and ref is not None else "black")
+            if j == 0:
+                ax.set_title(title, fontsize=7, loc="left")
+            if i == len(items) - 1 or n_views == 1:
+                ax.set_xlabel(view if n_views > 1 else "", fontsize=7)
+    what = "mid-slices" if n_views > 1 else "images"
+    fig.suptitle(f"{outcome_t.target.target_id}: {outcome_t.target.describe()} - {what}, white = pore", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

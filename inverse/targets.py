@@ -102,6 +102,7 @@ class Target:
     target_id: str
     conditions: list[Condition] = field(default_factory=list)
     spec: str = ""
+    reference: str | None = None  # sample id of the structure whose properties are asked for (ref=...)
 
     @property
     def properties(self) -> list[str]:
@@ -206,8 +207,16 @@ def parse_condition(item: str, tol_porosity: float = 0.02, tol_k: float = 0.15,
 
 def parse_target(spec: str, target_id: str = "t0", tol_porosity: float = 0.02, tol_k: float = 0.15,
                  k_scale: float = 1.0) -> Target:
-    """Parse ``"porosity=0.6,k_xx=1.2"`` (items joined by commas or semicolons) into a Target."""
-    items = [s for s in re.split(r"[,;]", spec) if s.strip()]
+    """Parse ``"porosity=0.6,k_xx=1.2"`` (items joined by commas or semicolons) into a Target.
+
+    An item ``ref=<sample_id>`` names a sample of the model's dataset as the reference structure:
+    the candidates' morphology is then compared with it (results.csv, figures), it sets no condition.
+    """
+    items = [s.strip() for s in re.split(r"[,;]", spec) if s.strip()]
+    refs = [s.split("=", 1)[1].strip() for s in items if s.lower().startswith("ref=")]
+    items = [s for s in items if not s.lower().startswith("ref=")]
+    if len(refs) > 1:
+        raise TargetError(f"target {spec!r}: at most one ref=<sample_id>")
     if not items:
         raise TargetError(f"target {target_id!r}: empty specification")
     conds = [parse_condition(s, tol_porosity, tol_k, k_scale) for s in items]
@@ -215,7 +224,7 @@ def parse_target(spec: str, target_id: str = "t0", tol_porosity: float = 0.02, t
     dup = sorted({p for p in props if props.count(p) > 1})
     if dup:
         raise TargetError(f"target {spec!r}: property {dup[0]!r} appears twice; use a range a:b instead")
-    return Target(str(target_id), conds, spec)
+    return Target(str(target_id), conds, spec, refs[0] if refs else None)
 
 
 def read_targets_csv(path: str | Path, tol_porosity: float = 0.02, tol_k: float = 0.15,

@@ -37,6 +37,17 @@ def is_log_property(name: str) -> bool:
     return name.startswith("k_") and len(name) == 4 and name[2] == name[3]
 
 
+def known_mask(names, y_raw) -> np.ndarray:
+    """(N, P) bool: True where a property value is a number to learn; False for k_ii <= 0 (the
+    sample does not percolate along i: a class, not a value, scored apart in evaluation)."""
+    y = np.asarray(y_raw, dtype=np.float64).reshape(-1, len(list(names)))
+    mask = np.isfinite(y)
+    for j, name in enumerate(names):
+        if is_log_property(name):
+            mask[:, j] &= y[:, j] > 0
+    return mask
+
+
 class Normalizer:
     """Maps raw properties (N, P) to normalized targets and back.
 
@@ -62,8 +73,11 @@ class Normalizer:
         y_log = probe.to_log(y_raw)  # (N, P)
         if y_log.shape[0] == 0:
             raise ValueError("Normalizer.fit: no samples")
-        mean = y_log.mean(axis=0)
-        std = y_log.std(axis=0)
+        # statistics of the known values only: k = 0 (not percolating) has no log10 and would pull
+        # the mean and inflate the std by ~log10(k_floor)
+        known = known_mask(names, y_raw)  # (N, P)
+        mean = np.array([y_log[known[:, j], j].mean() if known[:, j].any() else 0.0 for j in range(len(names))])
+        std = np.array([y_log[known[:, j], j].std() if known[:, j].any() else 1.0 for j in range(len(names))])
         std = np.where(std > 1e-12, std, 1.0)  # a constant property stays finite
         return cls(names, mean, std, log, k_floor)
 

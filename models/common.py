@@ -159,6 +159,8 @@ class EpochTrainer:
                  "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                  "scaler": self.scaler.state_dict(), "torch_rng": torch.get_rng_state(),
                  "loader_rng": self.loader_rng.get_state()}
+        if getattr(self, "aug_rng", None) is not None:  # the augmentation draws of the pVAE trainer
+            state["aug_rng"] = self.aug_rng.get_state()
         if self.cuda:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -171,6 +173,8 @@ class EpochTrainer:
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         self.loader_rng.set_state(state["loader_rng"])
+        if "aug_rng" in state and getattr(self, "aug_rng", None) is not None:
+            self.aug_rng.set_state(state["aug_rng"])
         if self.cuda and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch = int(state["epoch"])

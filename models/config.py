@@ -26,14 +26,24 @@ class PVAEConfig(FlatConfig):
         dims (2 | 3), input_size (edge of the cubic/square input, voxels; any size >= 2**stages),
         channels (one entry per strided encoder stage; the decoder mirrors them), kernel_size,
         norm ("batch" | "group" | "none"), activation, dropout (channel dropout after each stage),
-        latent_dim, regressor_depth (hidden layers of the property MLP, 0 = linear),
+        latent_dim (the global code: regressor input, inverse-design search space),
+        spatial_channels (channels of the spatial latent that carries the texture; 0 = a plain
+        single-latent VAE), spatial_stage (its encoder level, grid input_size / 2^level; None =
+        len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
+        the global code after every epoch, used for prior samples; 0 = N(0, I)),
+        regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
-        loss = recon + beta_eff * kl + alpha * prop, with recon the mean BCE per voxel, kl the closed
-        form KL(q(z|x) || N(0, I)) per sample divided by the number of voxels, prop the MSE of the
-        normalized properties; beta_eff ramps linearly from 0 to beta over beta_warmup_epochs.
-        k_floor: permeabilities (lattice units) below it are clamped before log10 (non-percolating
-        samples have k = 0).
+        loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
+        kl the KL of both latent levels per sample divided by the number of voxels, prop the MSE of
+        the normalized properties over the known entries (k = 0 of a non-percolating sample is left
+        out of the k terms, not regressed as log10 of a floor), morph the porosity + two-point
+        correlation mismatch of a structure generated from the sample's global code with a prior
+        spatial latent (what inverse design delivers) against the sample; beta_eff ramps linearly
+        from 0 to beta over beta_warmup_epochs. k_floor: permeabilities (lattice units) below it are
+        clamped before log10 where a log is still taken (evaluation of k = 0 rows is done apart).
+        augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
+        permeability columns permuted with it.
     Optimisation
         AdamW (lr, weight_decay), scheduler ("cosine" to lr*min_lr_ratio over `epochs`, "plateau",
         "none"), grad_clip (max global grad norm, 0 = off), early stopping after `patience` epochs
@@ -57,12 +67,17 @@ class PVAEConfig(FlatConfig):
     activation: str = "silu"
     dropout: float = 0.0
     latent_dim: int = 16
+    spatial_channels: int = 4
+    spatial_stage: int | None = None
+    prior_components: int = 8
     regressor_depth: int = 2
     regressor_width: int = 64
     # loss
     beta: float = 1.0
     beta_warmup_epochs: int = 0
     alpha: float = 1.0
+    gamma: float = 1.0
+    augment: bool = True
     k_floor: float = 1e-6
     # optimisation
     lr: float = 1e-3
@@ -118,7 +133,13 @@ class PVAEConfig(FlatConfig):
             bad("regressor_depth", "must be >= 0")
         if not self.properties:
             bad("properties", "must name at least one property column")
-        for name in ("beta", "alpha", "lr", "weight_decay", "grad_clip", "k_floor"):
+        if self.spatial_channels < 0:
+            bad("spatial_channels", "must be >= 0")
+        if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):
+            bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")
+        if self.prior_components < 0:
+            bad("prior_components", "must be >= 0")
+        for name in ("beta", "alpha", "gamma", "lr", "weight_decay", "grad_clip", "k_floor"):
             if float(getattr(self, name)) < 0:
                 bad(name, "must be >= 0")
         if self.lr <= 0:

@@ -18,24 +18,7 @@ from torch.nn import functional as F
 from models import plots
 from models.checkpoint import Normalizer, _json_safe
 from models.latent import slerp
-
-
-def two_point_s2(im: torch.Tensor) -> torch.Tensor:
-    """Two-point probability S2(r) of the pore phase along the axes, periodic boundaries.
-
-    im : (B, *shape) bool/0-1 (2D or 3D, cubic). Returns (B, S//2 + 1); S2(0) = porosity.
-    """
-    x = im.float()
-    spatial = tuple(range(1, x.ndim))
-    f = torch.fft.rfftn(x, dim=spatial)
-    auto = torch.fft.irfftn(f * f.conj(), s=x.shape[1:], dim=spatial) / np.prod(x.shape[1:])  # (B, *shape)
-    n = x.shape[1] // 2 + 1
-    curves = []
-    for ax in range(len(spatial)):
-        index = [slice(None)] + [0] * len(spatial)
-        index[1 + ax] = slice(0, n)
-        curves.append(auto[tuple(index)])
-    return torch.stack(curves).mean(0)  # (B, S//2 + 1)
+from models.losses import two_point_s2  # noqa: F401  (re-exported)
 
 
 def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
@@ -51,8 +34,8 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
     examples = None
     for start in range(0, len(x_all), batch_size):
         x = x_all[start:start + batch_size].to(device).float()  # (B, 1, *shape)
-        mu, _ = model.encode(x)  # (B, L)
-        logits = model.decode(mu).float()  # (B, 1, *shape)
+        out_b = model(x)  # eval mode: posterior means of both latent levels
+        mu, logits = out_b["mu"], out_b["logits"].float()  # (B, L), (B, 1, *shape)
         dims = tuple(range(1, x.ndim))
         out["bce"].append(F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dims))
         pred, true = logits[:, 0] > 0, x[:, 0] > 0.5  # (B, *shape) bool
@@ -65,19 +48,30 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         s2_t, s2_r = two_point_s2(true), two_point_s2(pred)  # (B, R)
         out["s2_dist"].append(torch.sqrt(((s2_t - s2_r) ** 2).mean(1)))
         out["mu"].append(mu.float())
-        out["props"].append(model.predict_properties(mu).float())
+        out["props"].append(out_b["props"].float())
         if examples is None:
             examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
 
 
 @torch.no_grad()
-def _decode_prior(model, n: int, latent_dim: int, seed: int, batch_size: int, device) -> np.ndarray:
+def decode_prior(model, n: int, seed: int, batch_size: int, device) -> np.ndarray:
+    """n structures from the model's prior: global codes from its stored prior (the mixture fitted
+    to the aggregate posterior), one independent spatial noise field each; (n, *shape) probabilities."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, latent_dim, generator=g)  # (n, L)
-    vols = [torch.sigmoid(model.decode(z[s:s + batch_size].to(device)).float())[:, 0].cpu()
-            for s in range(0, n, batch_size)]
+    z = model.sample_prior(n, generator=g).cpu()  # (n, L)
+    vols = []
+    for s in range(0, n, batch_size):
+        zb = z[s:s + batch_size].to(device)
+        noise = g if getattr(model, "spatial_channels", 0) else None
+        vols.append(torch.sigmoid(model.decode(zb, noise=noise).float())[:, 0].cpu())
     return torch.cat(vols).numpy()  # (n, *shape) probabilities
+
+
+def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:
+    """Per row of s2_a (n, R): RMS distance over lags to the nearest row of s2_b (m, R); (n,)."""
+    d = torch.cdist(s2_a.double(), s2_b.double()) / np.sqrt(s2_a.shape[1])  # (n, m) RMS distances
+    return d.min(1).values.numpy()
 
 
 def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out_dir=None,
@@ -132,16 +126,17 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
     train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
-    gen = _decode_prior(model, cfg.n_generate, getattr(model, "latent_dim", cfg.latent_dim), cfg.seed,
-                        cfg.eval_batch_size, device)
+    gen = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
     gen_bin = torch.from_numpy(gen > 0.5)
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
-    s2_train, s2_gen = two_point_s2(train_vols).mean(0), two_point_s2(gen_bin).mean(0)
+    s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
+    s2_train, s2_gen = s2_train_all.mean(0), s2_gen_all.mean(0)
     metrics.update({"gen_porosity_mean": float(phi_gen.mean()), "gen_porosity_std": float(phi_gen.std()),
                     "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
-                    "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean()))})
+                    "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean())),
+                    "gen_s2_nearest": float(np.median(s2_nearest(s2_gen_all, s2_train_all)))})
 
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -12,22 +12,69 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.sum(mu.pow(2) + logvar.exp() - 1.0 - logvar, dim=1)
 
 
+def two_point_s2(im: torch.Tensor) -> torch.Tensor:
+    """Two-point function S2(r) of a (soft) pore field along the axes, periodic, by FFT.
+
+    im : (B, *shape) bool or probabilities in [0, 1] (2D or 3D, cubic). Returns (B, S//2 + 1),
+    the mean over the axis directions of <im(x) im(x + r e_axis)>; S2(0) = porosity for a binary
+    field (= mean of p^2 for probabilities, so matching it also asks for decisive voxels).
+    """
+    x = im.float()
+    spatial = tuple(range(1, x.ndim))
+    f = torch.fft.rfftn(x, dim=spatial)
+    auto = torch.fft.irfftn(f * f.conj(), s=x.shape[1:], dim=spatial) / math.prod(x.shape[1:])  # (B, *shape)
+    n = x.shape[1] // 2 + 1
+    curves = []
+    for ax in range(len(spatial)):
+        index = [slice(None)] + [0] * len(spatial)
+        index[1 + ax] = slice(0, n)
+        curves.append(auto[tuple(index)])
+    return torch.stack(curves).mean(0)  # (B, S//2 + 1)
+
+
+def morphology_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Descriptor mismatch of decoded probabilities against the sample (MCRpy-style), per sample mean.
+
+    (porosity difference)^2 + mean over lags of (S2 difference)^2; logits and x (B, 1, S..)."""
+    p, t = torch.sigmoid(logits.float())[:, 0], x.float()[:, 0]  # (B, *shape)
+    sdims = tuple(range(1, p.ndim))
+    d_phi = p.mean(sdims) - t.mean(sdims)  # (B,)
+    d_s2 = two_point_s2(p) - two_point_s2(t)  # (B, R)
+    return (d_phi.pow(2) + d_s2.pow(2).mean(1)).mean()
+
+
 def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tensor | None,
-              beta: float = 1.0, alpha: float = 1.0) -> dict[str, torch.Tensor]:
+              beta: float = 1.0, alpha: float = 1.0, y_mask: torch.Tensor | None = None,
+              gamma: float = 0.0, gen_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Named loss terms, each per voxel and per sample (independent of batch and volume size).
 
     recon : mean binary cross-entropy per voxel of the logits against x (nats/voxel)
-    kl    : closed-form KL to N(0, I) per sample, divided by the number of voxels (nats/voxel)
-    prop  : mean squared error of the normalized properties (0 when y_norm is None)
-    loss  : recon + beta * kl + alpha * prop
+    kl    : KL of both latent levels per sample, divided by the number of voxels (nats/voxel):
+            KL(q(z | x) || N(0, I)) + KL(q(z_s | x) || p(z_s | z)) (``out["kl_spatial"]`` when present)
+    prop  : mean squared error of the normalized properties over the entries where ``y_mask`` is
+            True (all when None): k = 0 of a non-percolating sample is not a number to regress
+            (0 when y_norm is None)
+    morph : :func:`morphology_loss` of ``gen_logits`` (a structure generated from the sample's
+            global code with a prior spatial latent) against x; 0 when not given
+    loss  : recon + beta * kl + alpha * prop + gamma * morph
     """
     logits = out["logits"].float()
     n_vox = math.prod(x.shape[1:])
+    zero = torch.zeros((), device=logits.device)
     recon = F.binary_cross_entropy_with_logits(logits, x.float(), reduction="mean")
-    kl = kl_divergence(out["mu"].float(), out["logvar"].float()).mean() / n_vox
+    kl_per = kl_divergence(out["mu"].float(), out["logvar"].float())  # (B,)
+    if "kl_spatial" in out:
+        kl_per = kl_per + out["kl_spatial"]
+    kl = kl_per.mean() / n_vox
     if y_norm is None:
-        prop = torch.zeros((), device=logits.device)
+        prop = zero
     else:
-        prop = F.mse_loss(out["props"].float(), y_norm.float())
-    loss = recon + beta * kl + alpha * prop
-    return {"loss": loss, "recon": recon, "kl": kl, "prop": prop}
+        se = (out["props"].float() - y_norm.float()).pow(2)  # (B, P)
+        if y_mask is None:
+            prop = se.mean()
+        else:
+            m = y_mask.to(se.dtype)
+            prop = (se * m).sum() / m.sum().clamp(min=1.0)
+    morph = morphology_loss(gen_logits, x) if gen_logits is not None else zero
+    loss = recon + beta * kl + alpha * prop + gamma * morph
+    return {"loss": loss, "recon": recon, "kl": kl, "prop": prop, "morph": morph}

@@ -2,21 +2,43 @@
 
 Pure core: tensors in, tensors out; no files, no config files, no devices chosen here.
 
-Encoder: ``len(channels)`` stages of [conv stride 2 -> norm -> activation -> channel dropout],
-then ``fc_mu`` / ``fc_logvar`` to ``latent_dim``. Decoder: ``fc_dec`` back to the smallest
-feature map, then mirrored transposed-conv stages whose ``output_padding`` is computed per stage
-so that the output size equals the input size for any edge length (48, 100, ...), ending in one
-channel of logits (the sigmoid is applied only at inference, :meth:`PVAE.reconstruct`).
-Regressor: an MLP on the latent mean ``mu`` that predicts the normalized properties.
+Two latent levels (a two-level hierarchical VAE, as in NVAE / VQ-VAE-2 and StyleGAN's noise inputs):
+
+- the **global code** ``z`` (``latent_dim``): what the regressor reads and what inverse design
+  moves; ``encode`` returns its posterior ``(mu, logvar)``;
+- a **spatial latent** ``z_s`` (``spatial_channels`` channels on the grid of encoder level
+  ``spatial_stage``, e.g. 4 x 8^3 for a 32^3 input): the texture, i.e. where exactly the pores
+  are. Its posterior q(z_s | x) comes from the encoder, its prior p(z_s | z) from the decoder's
+  coarse features (a conditional prior), so that a global code alone decodes to a structure of
+  the material: ``decode(z)`` draws z_s from p(z_s | z) with a fixed noise field (deterministic
+  per z, see :meth:`PVAE.decode`), other noise fields give other structures of the same code.
+
+A global code alone cannot carry the voxel arrangement of a random 32^3 microstructure (16
+numbers against ~10^4 bits), which is why a single-latent VAE reconstructs a uniform grey; the
+spatial latent carries it, the KL to its conditional prior keeps prior samples on the data.
+
+Encoder: ``len(channels)`` stages of [conv stride 2 -> norm -> act -> conv -> norm -> act], then
+``fc_mu`` / ``fc_logvar`` to ``latent_dim``. Decoder: ``fc_dec`` to the smallest feature map, then
+resize-convolution stages (nearest upsampling to the exact encoder size, then convolutions: no
+transposed-convolution checkerboard), the spatial latent merged at its level, and a sub-pixel
+convolution (pixel shuffle) to one channel of logits at full resolution (cropped to the input
+size for odd sizes). The sigmoid is applied only at inference (:meth:`PVAE.reconstruct`).
+Regressor: an MLP on the global latent mean ``mu`` that predicts the normalized properties.
+Latent prior of the global code: N(0, I), or a Gaussian mixture fitted to the aggregate posterior
+after training (:meth:`PVAE.set_prior`, stored with the weights) for prior samples.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
+
+NOISE_SEED = 0  # seed of the fixed noise field that makes decode(z) deterministic
 
 
 def stage_sizes(size: int, n_stages: int, kernel_size: int = 3) -> list[int]:
@@ -29,18 +51,6 @@ def stage_sizes(size: int, n_stages: int, kernel_size: int = 3) -> list[int]:
             raise ValueError(f"input size {size} is too small for {n_stages} stride-2 stages")
         sizes.append(s)
     return sizes
-
-
-def output_paddings(sizes: list[int], kernel_size: int = 3) -> list[int]:
-    """output_padding of each decoder stage so that stage i maps sizes[i+1] back to sizes[i]."""
-    pad = kernel_size // 2
-    pads = []
-    for big, small in zip(sizes[:-1], sizes[1:]):
-        op = big - ((small - 1) * 2 - 2 * pad + kernel_size)
-        if not 0 <= op < 2:  # output_padding must be smaller than the stride
-            raise ValueError(f"cannot map {small} back to {big} with stride 2, kernel {kernel_size}")
-        pads.append(op)
-    return pads
 
 
 def _norm(kind: str, dims: int, channels: int) -> nn.Module:
@@ -56,8 +66,25 @@ def _act(kind: str) -> nn.Module:
     return {"relu": nn.ReLU, "silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[kind]()
 
 
+def pixel_shuffle(x: torch.Tensor, dims: int) -> torch.Tensor:
+    """(B, C * 2^dims, s, s[, s]) -> (B, C, 2s, 2s[, 2s]): sub-pixel convolution's rearrangement."""
+    if dims == 2:
+        return F.pixel_shuffle(x, 2)
+    b, c8, d, h, w = x.shape
+    c = c8 // 8
+    x = x.view(b, c, 2, 2, 2, d, h, w)  # (B, C, 2, 2, 2, d, h, w)
+    x = x.permute(0, 1, 5, 2, 6, 3, 7, 4)  # (B, C, d, 2, h, 2, w, 2)
+    return x.reshape(b, c, 2 * d, 2 * h, 2 * w)
+
+
+def kl_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) summed over all but the batch axis; (B,) nats."""
+    kl = 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp() - 1.0)
+    return kl.flatten(1).sum(1)
+
+
 class PVAE(nn.Module):
-    """Convolutional VAE with a property regressor on the latent mean.
+    """Hierarchical convolutional VAE with a property regressor on the global latent mean.
 
     Parameters
     ----------
@@ -65,49 +92,71 @@ class PVAE(nn.Module):
     input_size : edge of the square/cubic input in voxels
     n_properties : number of regressed (normalized) properties
     channels : channels per strided stage (encoder order)
-    latent_dim, kernel_size, norm ("batch" | "group" | "none"), activation, dropout
+    latent_dim : size of the global code (the one the regressor reads and the search moves)
+    spatial_channels : channels of the spatial latent (0: a plain single-latent VAE)
+    spatial_stage : encoder level of the spatial latent, 1..len(channels) (grid input_size / 2^level);
+        None = len(channels) - 1 (the second-coarsest grid), at least 1
+    kernel_size, norm ("batch" | "group" | "none"), activation, dropout
     regressor_depth, regressor_width : hidden layers and their width of the property MLP
     """
 
     def __init__(self, dims: int = 3, input_size: int = 32, n_properties: int = 4,
                  channels=(16, 32, 64), latent_dim: int = 16, kernel_size: int = 3,
                  norm: str = "batch", activation: str = "silu", dropout: float = 0.0,
-                 regressor_depth: int = 2, regressor_width: int = 64):
+                 regressor_depth: int = 2, regressor_width: int = 64,
+                 spatial_channels: int = 4, spatial_stage: int | None = None):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
         self.dims, self.input_size, self.latent_dim = dims, int(input_size), int(latent_dim)
         channels = [int(c) for c in channels]
+        n = len(channels)
+        self.spatial_channels = int(spatial_channels)
+        self.spatial_stage = max(1, n - 1) if spatial_stage is None else int(spatial_stage)
+        if self.spatial_channels and not 1 <= self.spatial_stage <= n:
+            raise ValueError(f"spatial_stage must be in 1..{n} (len(channels)), got {spatial_stage}")
         conv = nn.Conv3d if dims == 3 else nn.Conv2d
-        deconv = nn.ConvTranspose3d if dims == 3 else nn.ConvTranspose2d
         drop = nn.Dropout3d if dims == 3 else nn.Dropout2d
         pad = kernel_size // 2
-        self.sizes = stage_sizes(input_size, len(channels), kernel_size)  # [S, S/2, ..., s_min]
-        paddings = output_paddings(self.sizes, kernel_size)
+        self.sizes = stage_sizes(input_size, n, kernel_size)  # [S, S/2, ..., s_min]
         self.bottleneck_shape = (channels[-1],) + (self.sizes[-1],) * dims  # (C, s, s[, s])
         flat = math.prod(self.bottleneck_shape)
 
-        enc, c_in = [], 1
+        def block(c_in, c_out, stride=1):
+            layers = [conv(c_in, c_out, kernel_size, stride=stride, padding=pad), _norm(norm, dims, c_out),
+                      _act(activation)]
+            return layers + ([drop(dropout)] if dropout > 0 else [])
+
+        # encoder: stage i maps sizes[i] -> sizes[i + 1] with channels[i] channels
+        self.enc_stages = nn.ModuleList()
+        c_in = 1
         for c in channels:
-            enc += [conv(c_in, c, kernel_size, stride=2, padding=pad), _norm(norm, dims, c), _act(activation)]
-            if dropout > 0:
-                enc.append(drop(dropout))
+            self.enc_stages.append(nn.Sequential(*block(c_in, c, stride=2), *block(c, c)))
             c_in = c
-        self.encoder = nn.Sequential(*enc)
         self.fc_mu = nn.Linear(flat, latent_dim)
         self.fc_logvar = nn.Linear(flat, latent_dim)
 
+        # decoder: fc to the bottleneck, then up stages to sizes[n-1], ..., sizes[1]
         self.fc_dec = nn.Linear(latent_dim, flat)
-        dec = []
-        outs = channels[::-1][1:] + [1]  # mirrored channel counts, last stage -> 1 logit channel
-        for i, (c_in, c_out) in enumerate(zip(channels[::-1], outs)):
-            op = paddings[len(channels) - 1 - i]
-            dec.append(deconv(c_in, c_out, kernel_size, stride=2, padding=pad, output_padding=op))
-            if i < len(channels) - 1:
-                dec += [_norm(norm, dims, c_out), _act(activation)]
-                if dropout > 0:
-                    dec.append(drop(dropout))
-        self.decoder = nn.Sequential(*dec)
+        self.dec_stages = nn.ModuleList()
+        for level in range(n - 1, 0, -1):  # output of this stage lives on sizes[level]
+            c_up, c_out = channels[level], channels[level - 1]
+            self.dec_stages.append(nn.Sequential(*block(c_up, c_out), *block(c_out, c_out)))
+        # final sub-pixel conv: channels[0] at sizes[1] -> 2^dims channels -> 1 channel at 2 * sizes[1]
+        self.to_logits = conv(channels[0], 2 ** dims, kernel_size, padding=pad)
+
+        if self.spatial_channels:
+            c_level = channels[self.spatial_stage - 1]  # channels of encoder/decoder features at that level
+            cs = self.spatial_channels
+            self.q_spatial = conv(c_level, 2 * cs, kernel_size, padding=pad)  # posterior head (encoder side)
+            self.p_spatial = nn.Sequential(*block(c_level, c_level), conv(c_level, 2 * cs, kernel_size, padding=pad))
+            self.merge = nn.Sequential(*block(c_level + cs, c_level))
+            for head in (self.q_spatial, self.p_spatial[-1]):  # start near a unit-variance prior
+                nn.init.zeros_(head.bias)
+                nn.init.normal_(head.weight, std=1e-3)
+            noise = torch.randn((1, cs) + (self.sizes[self.spatial_stage],) * dims,
+                                generator=torch.Generator().manual_seed(NOISE_SEED))
+            self.register_buffer("noise", noise, persistent=False)  # (1, cs, s, s[, s])
 
         layers, width_in = [], latent_dim
         for _ in range(regressor_depth):
@@ -115,6 +164,11 @@ class PVAE(nn.Module):
             width_in = regressor_width
         layers.append(nn.Linear(width_in, n_properties))
         self.regressor = nn.Sequential(*layers)
+
+        # global latent prior: a Gaussian mixture (K = 1, N(0, I) until set_prior is called)
+        self.register_buffer("prior_weights", torch.ones(1))
+        self.register_buffer("prior_means", torch.zeros(1, latent_dim))
+        self.register_buffer("prior_scale_tril", torch.eye(latent_dim).unsqueeze(0))
 
         # start near the prior: small posterior variance head keeps the first KL values moderate
         nn.init.zeros_(self.fc_logvar.bias)
@@ -125,42 +179,161 @@ class PVAE(nn.Module):
         return cls(dims=cfg.dims, input_size=cfg.input_size, n_properties=len(cfg.properties),
                    channels=cfg.channels, latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size,
                    norm=cfg.norm, activation=cfg.activation, dropout=cfg.dropout,
-                   regressor_depth=cfg.regressor_depth, regressor_width=cfg.regressor_width)
+                   regressor_depth=cfg.regressor_depth, regressor_width=cfg.regressor_width,
+                   spatial_channels=cfg.spatial_channels, spatial_stage=cfg.spatial_stage)
 
-    # --- the fixed interface ------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, 1, S, S[, S]) in {0, 1} -> (mu, logvar), each (B, latent_dim)."""
+    # --- encoder ---------------------------------------------------------------------------
+    def _encode_levels(self, x: torch.Tensor):
+        """x (B, 1, S..) -> (mu, logvar) (B, L) each, and the spatial posterior (mu_s, logvar_s) or None."""
         expected = (1,) + (self.input_size,) * self.dims
         if tuple(x.shape[1:]) != expected:
             raise ValueError(f"PVAE expects input (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
-        h = self.encoder(x)  # (B, C, s, s[, s])
-        h = h.flatten(1)  # (B, C * s^dims)
-        return self.fc_mu(h), self.fc_logvar(h)
+        h, spatial = x, None
+        for level, stage in enumerate(self.enc_stages, start=1):
+            h = stage(h)  # (B, channels[level-1], sizes[level], ...)
+            if self.spatial_channels and level == self.spatial_stage:
+                spatial = self.q_spatial(h).chunk(2, dim=1)  # 2 x (B, cs, s, s[, s])
+        h = h.flatten(1)  # (B, C * s_min^dims)
+        return self.fc_mu(h), self.fc_logvar(h), spatial
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, 1, S, S[, S]) in {0, 1} -> global posterior (mu, logvar), each (B, latent_dim)."""
+        mu, logvar, _ = self._encode_levels(x)
+        return mu, logvar
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + sigma * eps, eps ~ N(0, I); (B, latent_dim)."""
+        """z = mu + sigma * eps, eps ~ N(0, I); same shape as mu."""
         eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, latent_dim) -> logits (B, 1, S, S[, S]) (same size as the input)."""
-        h = self.fc_dec(z)  # (B, C * s^dims)
-        h = h.view(z.shape[0], *self.bottleneck_shape)  # (B, C, s, s[, s])
-        return self.decoder(h)  # (B, 1, S, S[, S])
+    # --- decoder ---------------------------------------------------------------------------
+    def _upsample(self, h: torch.Tensor, size: int) -> torch.Tensor:
+        return F.interpolate(h, size=(size,) * self.dims, mode="nearest")
+
+    def _top(self, z: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Global code (B, L) -> decoder features at the spatial level (or at sizes[1]) and their stage index."""
+        h = self.fc_dec(z).view(z.shape[0], *self.bottleneck_shape)  # (B, C, s_min, ...)
+        n = len(self.sizes) - 1
+        stop = self.spatial_stage if self.spatial_channels else 1
+        i = 0
+        for level in range(n - 1, stop - 1, -1):
+            h = self.dec_stages[i](self._upsample(h, self.sizes[level]))  # (B, channels[level-1], sizes[level], ...)
+            i += 1
+        return h, i
+
+    def _bottom(self, h: torch.Tensor, i: int, z_s: torch.Tensor | None) -> torch.Tensor:
+        """Features at the spatial level (+ the spatial latent) -> logits (B, 1, S, S[, S])."""
+        if z_s is not None:
+            h = self.merge(torch.cat([h, z_s.to(h.dtype)], dim=1))  # (B, c_level, s, ...)
+        level = (self.spatial_stage if self.spatial_channels else 1) - 1
+        for stage in self.dec_stages[i:]:
+            h = stage(self._upsample(h, self.sizes[level]))
+            level -= 1
+        logits = pixel_shuffle(self.to_logits(h), self.dims)  # (B, 1, 2 * sizes[1], ...)
+        s = self.input_size
+        return logits[(slice(None), slice(None)) + (slice(0, s),) * self.dims]  # (B, 1, S, S[, S])
+
+    def spatial_prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conditional prior p(z_s | z) from the decoder features at the spatial level: (mu_p, logvar_p)."""
+        mu_p, logvar_p = self.p_spatial(h).chunk(2, dim=1)  # (B, cs, s, s[, s]) each
+        return mu_p, logvar_p.clamp(-10.0, 5.0)
+
+    def noise_field(self, batch: int, noise=None, device=None) -> torch.Tensor:
+        """The standard-normal field eps of the spatial latent, (B, cs, s, s[, s]).
+
+        ``noise`` None: the model's fixed field (seed NOISE_SEED), the same for every row, so that
+        decode(z) depends on z alone; an int: a field from that seed, the same for every row; a
+        torch.Generator: one independent field per row; a tensor: used as given (broadcast)."""
+        shape = (1, self.spatial_channels) + (self.sizes[self.spatial_stage],) * self.dims
+        device = device or self.noise.device
+        if noise is None:
+            eps = self.noise
+        elif isinstance(noise, torch.Generator):
+            eps = torch.randn((batch,) + shape[1:], generator=noise)
+        elif isinstance(noise, (int, np.integer)):
+            eps = torch.randn(shape, generator=torch.Generator().manual_seed(int(noise)))
+        else:
+            eps = torch.as_tensor(noise)
+        return eps.to(device).expand((batch,) + shape[1:])
+
+    def decode(self, z: torch.Tensor, noise=None, temperature: float = 1.0) -> torch.Tensor:
+        """z (B, latent_dim) -> logits (B, 1, S, S[, S]) (same size as the input).
+
+        The spatial latent is drawn from its conditional prior p(z_s | z) as
+        ``mu_p + temperature * sigma_p * eps`` with eps from :meth:`noise_field` (default: the fixed
+        field, so the result is a deterministic function of z)."""
+        h, i = self._top(z)
+        z_s = None
+        if self.spatial_channels:
+            mu_p, logvar_p = self.spatial_prior(h)
+            eps = self.noise_field(z.shape[0], noise, device=h.device).to(h.dtype)
+            z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * eps
+        return self._bottom(h, i, z_s)
 
     def predict_properties(self, mu: torch.Tensor) -> torch.Tensor:
         """mu (B, latent_dim) -> normalized properties (B, P); see checkpoint.Normalizer.inverse."""
         return self.regressor(mu)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(x)  # (B, L) each
+        """Training/validation pass: posterior samples (training) or means (eval) of both levels.
+
+        Returns logits (B, 1, S..), mu / logvar / z (B, L), props (B, P) and, with a spatial
+        latent, ``kl_spatial`` (B,) = KL(q(z_s | x) || p(z_s | z)) in nats."""
+        mu, logvar, spatial = self._encode_levels(x)  # (B, L) each
         z = self.reparameterize(mu, logvar) if self.training else mu
-        return {"logits": self.decode(z), "mu": mu, "logvar": logvar, "z": z,
-                "props": self.predict_properties(mu)}
+        h, i = self._top(z)
+        out = {"mu": mu, "logvar": logvar, "z": z, "props": self.predict_properties(mu)}
+        z_s = None
+        if spatial is not None:
+            mu_q, logvar_q = spatial[0], spatial[1].clamp(-10.0, 5.0)
+            mu_p, logvar_p = self.spatial_prior(h)
+            z_s = self.reparameterize(mu_q, logvar_q) if self.training else mu_q
+            out["kl_spatial"] = kl_gaussians(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float())
+            out["prior_features"] = (h, i, mu_p, logvar_p)  # for the generation term of the loss
+        out["logits"] = self._bottom(h, i, z_s)
+        return out
+
+    def generate_from(self, out: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logits decoded from the same global code as ``out`` but with the spatial latent drawn
+        from its conditional prior (fresh noise): what decode(z) would deliver for this sample."""
+        h, i, mu_p, logvar_p = out["prior_features"]
+        eps = torch.randn(mu_p.shape, dtype=mu_p.dtype, device=mu_p.device, generator=generator)
+        return self._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Pore probabilities (B, 1, S, S[, S]) decoded from the latent mean."""
-        mu, _ = self.encode(x)
-        return torch.sigmoid(self.decode(mu))
+        """Pore probabilities (B, 1, S, S[, S]) decoded from the posterior means of both levels."""
+        was = self.training
+        self.eval()
+        p = torch.sigmoid(self.forward(x)["logits"])
+        self.train(was)
+        return p
+
+    # --- the prior of the global code ------------------------------------------------------------
+    def set_prior(self, weights, means, covariances) -> None:
+        """Store a Gaussian mixture prior of the global code (weights (K,), means (K, L), cov (K, L, L))."""
+        w = torch.as_tensor(np.asarray(weights), dtype=torch.float32)
+        m = torch.as_tensor(np.asarray(means), dtype=torch.float32)
+        c = torch.as_tensor(np.asarray(covariances), dtype=torch.float64)
+        tril = torch.linalg.cholesky(c).float()
+        dev = self.prior_means.device
+        self.prior_weights = (w / w.sum()).to(dev)
+        self.prior_means = m.to(dev)
+        self.prior_scale_tril = tril.to(dev)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the mixture's K is data: take the stored shapes before the copy
+        for name in ("prior_weights", "prior_means", "prior_scale_tril"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name], device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n global codes from the stored prior (the fitted mixture, or N(0, I)); (n, L) on the model's device."""
+        comp = torch.multinomial(self.prior_weights.cpu(), n, replacement=True, generator=generator)  # (n,)
+        eps = torch.randn(n, self.latent_dim, generator=generator)  # (n, L)
+        means, tril = self.prior_means.cpu()[comp], self.prior_scale_tril.cpu()[comp]  # (n, L), (n, L, L)
+        z = means + torch.einsum("nij,nj->ni", tril, eps)
+        return z.to(self.prior_means.device)

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import Normalizer, read_config
+from models.checkpoint import Normalizer, known_mask, read_config
 from models.common import EpochTrainer, setup_optimization
 from models.config import PVAEConfig, load_config, parse_override
 from models.losses import pvae_loss
 from models.pvae import PVAE
+from models.surrogate_augment import symmetry_group
 
-TERMS = ("loss", "recon", "kl", "prop")
+TERMS = ("loss", "recon", "kl", "prop", "morph")
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
@@ -48,7 +49,8 @@ class Trainer(EpochTrainer):
     epoch : epochs completed
     history : one metrics dict per completed epoch
     best_val, best_epoch : lowest val_loss so far and its epoch
-    norm : Normalizer fitted on the TRAIN subset (log10 for diagonal k, then standardized)
+    norm : Normalizer fitted on the TRAIN subset (log10 for diagonal k, then standardized; with
+        augmentation on its whole symmetry orbit, so k_xx, k_yy, k_zz share statistics)
     """
 
     def __init__(self, cfg: PVAEConfig, dataset_dir):
@@ -65,13 +67,20 @@ class Trainer(EpochTrainer):
             raise ValueError(f"{self.dataset_dir}: need >= 2 training and >= 1 validation samples, "
                              f"got {len(self.train_set)} and {len(self.val_set)}")
         self.dataset_hash = dataset_hash(self.dataset_dir)
-        self.norm = Normalizer.fit(cfg.properties, self.train_set.targets, cfg.k_floor)
+        # symmetries of the square/cube that keep the property set closed (tensor columns permuted)
+        self.group = symmetry_group(cfg.dims, list(cfg.properties)) if cfg.augment else []
+        self.maps = [g.column_map(list(cfg.properties)) for g in self.group]
+        orbit = self.train_set.targets
+        if self.group:
+            orbit = np.concatenate([g.apply_columns(orbit, list(cfg.properties)) for g in self.group])
+        self.norm = Normalizer.fit(cfg.properties, orbit, cfg.k_floor)
 
-        self.x_train, self.y_train = self._tensors(self.train_set)  # (N, 1, *shape) uint8, (N, P)
-        self.x_val, self.y_val = self._tensors(self.val_set)
+        self.x_train, self.y_train, self.m_train = self._tensors(self.train_set)  # (N, 1, *shape) uint8, (N, P) x2
+        self.x_val, self.y_val, self.m_val = self._tensors(self.val_set)
 
         setup_optimization(self, PVAE.from_config(cfg), cfg)
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
+        self.aug_rng = torch.Generator().manual_seed(cfg.seed + 1)
 
         self._init_loop_state()
 
@@ -84,20 +93,36 @@ class Trainer(EpochTrainer):
                              f"config expects dims {cfg.dims}, input_size {cfg.input_size} "
                              f"(set input_size/dims to match)")
 
-    def _tensors(self, ds) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensors(self, ds) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 volumes (N, 1, *shape), normalized targets (N, P) and the known-value mask (N, P)."""
         x = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
+        mask = torch.from_numpy(known_mask(self.cfg.properties, ds.targets))  # (N, P) bool
         y = torch.from_numpy(self.norm.transform(ds.targets))  # (N, P) normalized
-        if not torch.isfinite(y).all():
-            raise ValueError(f"{self.dataset_dir / 'properties.csv'}: non-finite normalized targets")
+        if not torch.isfinite(y[mask]).all():
+            bad = [ds.ids[i] for i in torch.nonzero(~torch.isfinite(y).all(1) & mask.all(1)).flatten()[:3].tolist()]
+            raise ValueError(f"{self.dataset_dir / 'properties.csv'}: non-finite normalized targets (samples {bad})")
+        y = torch.where(mask, y, torch.zeros_like(y))
         if self.cuda and x.numel() < 2**31:  # small enough: keep the whole split on the GPU
-            x, y = x.to(self.device), y.to(self.device)
-        return x, y
+            x, y, mask = x.to(self.device), y.to(self.device), mask.to(self.device)
+        return x, y, mask
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor):
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, augment: bool = False):
+        """A batch on the device; with ``augment`` one random symmetry for the whole batch, the
+        property columns (and their mask) permuted with it."""
         x = x.to(self.device, non_blocking=True).float()  # (B, 1, *shape) in {0, 1}
+        y, mask = y.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
+        if augment and self.group:
+            i = int(torch.randint(len(self.group), (1,), generator=self.aug_rng))
+            g, (src, sign) = self.group[i], self.maps[i]
+            if not g.is_identity():
+                x = g.apply_volume(x, batch_dims=2).contiguous()  # (B, 1, *shape)
+                src_t = torch.as_tensor(src, device=y.device)
+                # normalized columns share statistics within a permutation orbit; off-diagonals flip sign
+                y = y[:, src_t] * torch.as_tensor(sign, dtype=y.dtype, device=y.device)
+                mask = mask[:, src_t]
         if self.memory_format is not torch.preserve_format:
             x = x.contiguous(memory_format=self.memory_format)
-        return x, y.to(self.device, non_blocking=True)
+        return x, y, mask
 
     # --- epoch loop ------------------------------------------------------------------------
     def beta_at(self, progress: float) -> float:
@@ -116,10 +141,11 @@ class Trainer(EpochTrainer):
         beta = cfg.beta
         for b, idx in enumerate(batches):
             beta = self.beta_at(self.epoch + b / len(batches))
-            x, y = self._to_device(self.x_train[idx.to(self.x_train.device)], self.y_train[idx.to(self.y_train.device)])
+            x, y, m = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train), augment=True)
             with self._autocast():
                 out = model(x)
-            terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha)
+                gen = model.generate_from(out) if cfg.gamma > 0 and "prior_features" in out else None
+            terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha, y_mask=m, gamma=cfg.gamma, gen_logits=gen)
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
                                          f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
@@ -136,6 +162,7 @@ class Trainer(EpochTrainer):
             for k in TERMS:
                 sums[k] += terms[k].item() * n
         train_time = time.perf_counter() - t0
+        self.fit_prior()
         val = self.validate()
         lr = self.optimizer.param_groups[0]["lr"]
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -160,25 +187,61 @@ class Trainer(EpochTrainer):
         self.model.eval()
         sums = dict.fromkeys(TERMS, 0.0)
         for idx in _batches(len(self.x_val), self.cfg.eval_batch_size, None):
-            x, y = self._to_device(self.x_val[idx.to(self.x_val.device)], self.y_val[idx.to(self.y_val.device)])
+            x, y, m = self._to_device(*self._index(idx, self.x_val, self.y_val, self.m_val))
             with self._autocast():
                 out = self.model(x)
-            terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha)
+            # the generation term with a fixed noise field (self.model.noise), so val_loss is deterministic
+            gen = None
+            if self.cfg.gamma > 0 and "prior_features" in out:
+                h, i, mu_p, logvar_p = out["prior_features"]
+                eps = self.model.noise_field(len(idx), device=h.device).to(mu_p.dtype)
+                gen = self.model._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
+            terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha, y_mask=m,
+                              gamma=self.cfg.gamma, gen_logits=gen)
             for k in TERMS:
                 sums[k] += terms[k].item() * len(idx)
         return {k: v / len(self.x_val) for k, v in sums.items()}
+
+    @staticmethod
+    def _index(idx: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        return [t[idx.to(t.device)] for t in tensors]
+
+    @torch.no_grad()
+    def fit_prior(self) -> None:
+        """Fit the Gaussian-mixture prior of the global code to the aggregate posterior (the latent
+        means of the training subset) and store it in the model (so every checkpoint carries the
+        prior of its own weights). ``prior_components`` 0 keeps N(0, I)."""
+        k = min(self.cfg.prior_components, len(self.x_train) // 10)
+        if k < 1:
+            return
+        from sklearn.mixture import GaussianMixture
+
+        model = self.model
+        was = model.training
+        model.eval()
+        mus = []
+        for idx in _batches(len(self.x_train), self.cfg.eval_batch_size, None):
+            x = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train))[0]
+            with self._autocast():
+                mus.append(model.encode(x)[0].float().cpu())
+        model.train(was)
+        mu = torch.cat(mus).double().numpy()  # (N, L)
+        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=self.cfg.seed,
+                              max_iter=200).fit(mu)
+        model.set_prior(gmm.weights_, gmm.means_, gmm.covariances_)
 
     # --- hooks of EpochTrainer ---------------------------------------------------------------
     read_config = staticmethod(read_config)
 
     def _reload_tensors(self) -> None:
-        self.x_train, self.y_train = self._tensors(self.train_set)  # normalized with the restored stats
-        self.x_val, self.y_val = self._tensors(self.val_set)
+        # normalized with the restored stats
+        self.x_train, self.y_train, self.m_train = self._tensors(self.train_set)
+        self.x_val, self.y_val, self.m_val = self._tensors(self.val_set)
 
     def _log_line(self, m: dict) -> str:
         return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
-                f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f})  val {m['val_loss']:.4f} "
-                f"(prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
+                f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f} morph {m['train_morph']:.2e})  "
+                f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def evaluate(self, split: str = "test", out_dir=None) -> dict:
         """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""

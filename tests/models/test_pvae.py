@@ -1,12 +1,12 @@
-"""The pVAE module: shapes for any cubic size, closed-form KL, loss scaling."""
+"""The pVAE module: shapes for any cubic size, both latent levels, closed-form KL, loss scaling."""
 import math
 
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence as torch_kl
 
-from models.losses import kl_divergence, pvae_loss
-from models.pvae import PVAE, output_paddings, stage_sizes
+from models.losses import kl_divergence, morphology_loss, pvae_loss
+from models.pvae import PVAE, kl_gaussians, pixel_shuffle, stage_sizes
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -24,12 +24,63 @@ def test_output_shape_equals_input_shape(dims, size):
 
 
 @pytest.mark.parametrize("size", [7, 33, 50, 100, 101])
-def test_decoder_sizes_map_back_for_odd_and_non_power_of_two_sizes(size):
+def test_stage_sizes_halve_with_ceiling(size):
     sizes = stage_sizes(size, 4)
     assert sizes[0] == size and all(b == math.ceil(a / 2) for a, b in zip(sizes, sizes[1:]))
-    pads = output_paddings(sizes)
-    for big, small, op in zip(sizes, sizes[1:], pads):
-        assert (small - 1) * 2 - 2 + 3 + op == big  # ConvTranspose output size formula
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_spatial_latent_at_every_level_keeps_shapes_and_decode_is_deterministic(dims, stage):
+    torch.manual_seed(0)
+    model = PVAE(dims=dims, input_size=20, n_properties=2, channels=[4, 8, 8], latent_dim=3,
+                 spatial_channels=2, spatial_stage=stage).eval()
+    x = (torch.rand(2, 1, *(20,) * dims) < 0.4).float()
+    out = model(x)
+    assert out["logits"].shape == x.shape and out["kl_spatial"].shape == (2,)
+    assert (out["kl_spatial"] >= 0).all()
+    z = torch.randn(3, 3)
+    a, b = model.decode(z), model.decode(z)
+    torch.testing.assert_close(a, b)  # the fixed noise field: decode(z) is a function of z
+    torch.testing.assert_close(model.decode(z[1:2]), a[1:2])  # and does not depend on the batch
+    c = model.decode(z, noise=torch.Generator().manual_seed(5))  # other noise -> another structure
+    assert not torch.allclose(a, c)
+
+
+def test_pixel_shuffle_3d_places_each_channel_at_its_sub_voxel():
+    x = torch.arange(8.0).view(1, 8, 1, 1, 1)  # one coarse voxel, 8 channels
+    y = pixel_shuffle(x, 3)  # (1, 1, 2, 2, 2)
+    assert y.shape == (1, 1, 2, 2, 2)
+    assert torch.equal(y.flatten(), torch.arange(8.0))  # channel c -> (c // 4, c // 2 % 2, c % 2)
+
+
+def test_kl_between_gaussians_matches_torch():
+    g = torch.Generator().manual_seed(0)
+    mq, lq, mp, lp = (torch.randn(3, 2, 4, 4, generator=g) for _ in range(4))
+    ref = torch_kl(Normal(mq, torch.exp(0.5 * lq)), Normal(mp, torch.exp(0.5 * lp))).flatten(1).sum(1)
+    torch.testing.assert_close(kl_gaussians(mq, lq, mp, lp), ref)
+
+
+def test_morphology_loss_is_zero_for_a_decisive_copy_and_positive_for_grey():
+    x = (torch.rand(2, 1, 16, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    sharp = (x * 2 - 1) * 30.0  # logits of p ~ x
+    assert morphology_loss(sharp, x).item() < 1e-6
+    grey = torch.zeros_like(x)  # p = 0.5 everywhere: wrong porosity and S2(0) = 0.25
+    assert morphology_loss(grey, x).item() > 1e-3
+
+
+def test_mixture_prior_round_trips_through_the_state_dict_and_samples_its_moments():
+    model = PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2)
+    cov = torch.tensor([[[0.25, 0.0], [0.0, 1.0]], [[1.0, 0.5], [0.5, 1.0]]])
+    model.set_prior([0.75, 0.25], [[3.0, 0.0], [-3.0, 1.0]], cov.numpy())
+    other = PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2)
+    other.load_state_dict(model.state_dict())  # K = 2 taken from the stored shapes
+    z = other.sample_prior(40000, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (40000, 2)
+    first = z[:, 0] > 0
+    assert first.float().mean().item() == pytest.approx(0.75, abs=0.01)
+    assert z[first, 0].std().item() == pytest.approx(0.5, abs=0.02)
+    assert z[~first, 1].mean().item() == pytest.approx(1.0, abs=0.03)
 
 
 def test_odd_size_100_3d_roundtrip_shape():
@@ -69,7 +120,7 @@ def test_loss_terms_are_per_voxel_and_do_not_depend_on_batch_size():
     t1 = pvae_loss(out, x, y, beta=2.0, alpha=3.0)
     doubled = {k: torch.cat([v, v]) for k, v in out.items()}
     t2 = pvae_loss(doubled, torch.cat([x, x]), torch.cat([y, y]), beta=2.0, alpha=3.0)
-    for k in ("loss", "recon", "kl", "prop"):
+    for k in ("loss", "recon", "kl", "prop", "morph"):
         torch.testing.assert_close(t1[k], t2[k])
     # the named terms and their combination
     bce = torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["logits"]), x)
@@ -92,3 +143,15 @@ def test_norm_and_dropout_options_build_and_run(norm):
     out = model.train()((torch.rand(2, 1, 16, 16, 16) < 0.5).float())
     assert out["logits"].shape == (2, 1, 16, 16, 16)
     assert isinstance(model.regressor[0], torch.nn.Linear) and len(model.regressor) == 1
+
+
+def test_property_mask_leaves_unknown_entries_out():
+    out = _out(3)
+    x = torch.zeros(3, 1, 8, 8)
+    y = torch.randn(3, 2, generator=torch.Generator().manual_seed(3))
+    mask = torch.tensor([[True, True], [True, False], [True, False]])
+    y_bad = y.clone()
+    y_bad[~mask] = -1e6  # a log10 of a floor: must not matter
+    t = pvae_loss(out, x, y_bad, y_mask=mask)
+    se = (out["props"] - y) ** 2
+    torch.testing.assert_close(t["prop"], se[mask].mean())

@@ -1,0 +1,70 @@
+"""Does a design look like the material? Morphology of each candidate against the training
+structures and, when the target names one (``ref=<sample_id>``), against that sample.
+
+Columns written per candidate into results.csv (see data_pipeline.morphology for the units):
+``porosity_m``, ``specific_surface``, ``chord_length``, ``euler_density`` of the delivered
+structure; ``s2_nearest_train`` (RMS S2 distance to the nearest training structure);
+``ss_ratio_train`` (specific surface over the median of the training structures within +-0.05
+porosity, the 8 nearest in porosity when fewer); with a reference sample ``ss_ratio_ref`` and
+``s2_distance_ref``, and ``looks_like_ref`` = 0.8 <= ss_ratio_ref <= 1.25 and s2_distance_ref <= 0.05
+(the criterion of the generative-fidelity benchmark).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline import morphology as mo
+from data_pipeline.io import read_volume, volume_path
+
+SS_BAND = (0.8, 1.25)  # specific-surface ratio counted as "the same material"
+S2_MAX = 0.05  # largest RMS S2 distance counted as "the same material"
+
+
+class MorphologyReference:
+    """Morphology of (up to ``n``, seeded) training structures of ``dataset`` and of named samples."""
+
+    def __init__(self, dataset: str | Path, train_ids: list[str], n: int = 256, seed: int = 0):
+        self.dataset = Path(dataset)
+        rng = np.random.default_rng(seed)
+        ids = list(train_ids)
+        if len(ids) > n:
+            ids = [ids[i] for i in np.sort(rng.choice(len(ids), n, replace=False))]
+        self.train = mo.describe_set([self._volume(i) for i in ids])
+        self._samples: dict[str, dict] = {}
+
+    def _volume(self, sample_id: str) -> np.ndarray:
+        path = volume_path(self.dataset, sample_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: reference sample {sample_id!r} not found in {self.dataset}")
+        return read_volume(path).astype(bool)
+
+    def sample(self, sample_id: str) -> tuple[np.ndarray, dict]:
+        """(volume, morphology) of one sample of the dataset (any split), cached."""
+        if sample_id not in self._samples:
+            im = self._volume(sample_id)
+            self._samples[sample_id] = {"im": im, "m": mo.morphology(im)}
+        rec = self._samples[sample_id]
+        return rec["im"], rec["m"]
+
+    def columns(self, im: np.ndarray, reference: str | None = None) -> dict:
+        """The morphology columns of one delivered structure (see module doc)."""
+        m = mo.morphology(np.asarray(im, dtype=bool))
+        phi_t = self.train["scalars"]["porosity"]
+        ss_t = self.train["scalars"]["specific_surface"]
+        near = np.abs(phi_t - m["porosity"]) <= 0.05
+        if near.sum() < 8:
+            near = np.argsort(np.abs(phi_t - m["porosity"]))[:8]
+        ss_ref = float(np.median(ss_t[near]))
+        out = {"porosity_m": m["porosity"], "specific_surface": m["specific_surface"],
+               "chord_length": m["chord_length"], "euler_density": m["euler_density"],
+               "s2_nearest_train": float(mo.nearest_s2_distances(m["s2"][None], self.train["s2"])[0]),
+               "ss_ratio_train": m["specific_surface"] / ss_ref if ss_ref > 0 else float("nan")}
+        if reference:
+            _, r = self.sample(reference)
+            ratio = m["specific_surface"] / r["specific_surface"] if r["specific_surface"] > 0 else float("nan")
+            d = mo.s2_distance(m["s2"], r["s2"])
+            out.update({"reference": reference, "ss_ratio_ref": ratio, "s2_distance_ref": d,
+                        "looks_like_ref": bool(SS_BAND[0] <= ratio <= SS_BAND[1] and d <= S2_MAX)})
+        return out
