@@ -176,7 +176,7 @@ def test_promoted_model_is_resolved_from_the_registry(trained, tmp_path, monkeyp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    from tuning.tracking import get_or_create_experiment
+    from core.tracking import get_or_create_experiment
     exp_id = get_or_create_experiment(uri, "trials")  # artifacts under tmp_path, not ./mlruns
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.set_tags({"best_checkpoint": str(trained["root"] / "train"), "dataset": str(trained["data"])})
