@@ -226,8 +226,9 @@ def check_surrogate(surrogate, model_cfg, folder: str, targeted: list[str] | Non
                              f"{sorted(surrogate.components)}); retrain it with these components")
 
 
-def load_checked_surrogate(folder: str, model_cfg, device: str = "cpu"):
-    """Load a surrogate checkpoint folder with clear errors (missing, wrong kind, wrong size)."""
+def load_design_surrogate(folder: str, model_cfg, device: str = "cpu"):
+    """Load a surrogate checkpoint folder for a design with clear errors (missing, wrong kind, not the
+    pVAE's volume size)."""
     from models.surrogate import load_surrogate
 
     try:

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -294,8 +293,8 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     check_targets_for_model(targets, bundle.properties)
     surrogate = None
     if cfg.surrogate:
-        from inverse.delivered import check_surrogate, load_checked_surrogate
-        surrogate = load_checked_surrogate(cfg.surrogate, bundle.cfg, cfg.device)
+        from inverse.delivered import check_surrogate, load_design_surrogate
+        surrogate = load_design_surrogate(cfg.surrogate, bundle.cfg, cfg.device)
         if cfg.property_model == "surrogate":
             for t in targets:
                 check_surrogate(surrogate, bundle.cfg, cfg.surrogate, t.properties)

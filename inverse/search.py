@@ -32,7 +32,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from inverse.objective import LatentSpace, Objective
+from inverse.objective import Objective
 
 
 @dataclass

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from models.layers import activation as _act
+from models.layers import norm_layer as _norm
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
 
 
@@ -41,19 +43,6 @@ def output_paddings(sizes: list[int], kernel_size: int = 3) -> list[int]:
             raise ValueError(f"cannot map {small} back to {big} with stride 2, kernel {kernel_size}")
         pads.append(op)
     return pads
-
-
-def _norm(kind: str, dims: int, channels: int) -> nn.Module:
-    if kind == "batch":
-        return (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels)
-    if kind == "group":
-        groups = math.gcd(channels, 8)
-        return nn.GroupNorm(groups, channels)
-    return nn.Identity()
-
-
-def _act(kind: str) -> nn.Module:
-    return {"relu": nn.ReLU, "silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[kind]()
 
 
 class PVAE(nn.Module):

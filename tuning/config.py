@@ -1,7 +1,7 @@
 """The one flat config of the tuning stage (a study or an ablation) and its search-space parser.
 
 A study YAML names the model to tune (``model:``, a key of :data:`MODELS`: ``pvae``, the default,
-or ``surrogate``, the CNN permeability surrogate of models/surrogate.py), the dataset, the fixed
+or ``surrogate``, the CNN permeability surrogate of models/surrogate/), the dataset, the fixed
 training settings (``train:``, fields of that model's config dataclass: ``models.config.PVAEConfig``
 or ``models.surrogate.SurrogateConfig``), the search space (``search_space:``, distributions over
 fields of the same config) and how Ray Tune searches, schedules, checkpoints and places trials.

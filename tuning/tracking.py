@@ -64,7 +64,7 @@ def dataset_tags(dataset_dir: str | os.PathLike) -> dict[str, str]:
 def start_study_run(tracking_uri: str, experiment_id: str, experiment_path: str, run_name: str,
                     params: dict, tags: dict) -> str:
     """The parent run of a study: the existing one for ``experiment_path`` (resume) or a new one."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     c = client(tracking_uri)
     found = c.search_runs([experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{experiment_path}'",

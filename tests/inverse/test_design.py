@@ -3,7 +3,6 @@
 One module-scoped fixture builds the dataset (24 blobs of 16^3 labeled by the real solver at a
 loose tolerance, the same settings verify the candidates) and trains the model for a few epochs.
 """
-import os
 
 import numpy as np
 import pandas as pd
