@@ -1,5 +1,5 @@
 """``python -m data_pipeline build --config configs/data_demo.yaml``: synthesize (or take imported
-volumes), label with the LBM solver, a trained surrogate or both, write the dataset of DESIGN.md.
+volumes), label with the LBM solver, a trained surrogate or both, write a dataset folder (README.md, "On-disk dataset").
 
 - Deterministic: sample ``i`` draws its generator family and parameters from
   ``default_rng([seed, i])``, so a sample does not depend on ``n_samples`` or on other samples.

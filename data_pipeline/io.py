@@ -1,4 +1,4 @@
-"""File formats of the on-disk dataset (see ../shared/DESIGN.md): atomic writes, clear errors.
+"""File formats of the on-disk dataset (README.md, "On-disk dataset"): atomic writes, clear errors.
 
 Vocabulary: ``im`` is a bool array, True = pore. On disk a volume is a uint8 TIFF, 1 = pore,
 0 = solid, 3D stored as a (Z, Y, X) page stack, 2D as one (Y, X) page.

@@ -30,7 +30,6 @@ import torch
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
-from inverse.delivered import porosity_goal as _porosity_goal
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, is_permeability
 from inverse.verify import verified_values, verify_batch
@@ -116,11 +115,6 @@ def nearest_achievable(target: Target, objective: Objective, y_train: np.ndarray
 
 
 # --- decoding ---------------------------------------------------------------------------------
-def porosity_goal(cfg: DesignConfig, target: Target | None, pred: dict[str, float], prob: np.ndarray) -> float:
-    """The porosity the binarization aims at, per the threshold rule (see DesignConfig)."""
-    return _porosity_goal(cfg.threshold, target, pred, prob)
-
-
 # --- the flow ---------------------------------------------------------------------------------
 def _fmt(v):
     if isinstance(v, (np.floating, np.integer, np.bool_)):

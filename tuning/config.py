@@ -44,7 +44,7 @@ DISTRIBUTIONS = {
 }
 SEARCHERS = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "fifo")
-#: The hyperparameters users tune (DESIGN.md); every pVAE study logs them as MLflow params.
+#: The hyperparameters users tune; every pVAE study logs them as MLflow params.
 CORE_PARAMS = ("latent_dim", "beta", "lr", "dataset_size", "regressor_depth")
 
 
@@ -125,7 +125,7 @@ class StudyConfig:
         model ("pvae" | "surrogate", a key of MODELS): whose config ``train`` and ``search_space``
         hold and which trainer the trials run.
     Data
-        dataset (folder of a DESIGN.md dataset), build_config (a data_pipeline build YAML used to
+        dataset (a dataset folder, README "On-disk dataset"), build_config (a data_pipeline build YAML used to
         build ``dataset`` when it is missing; None = fail if missing).
     Training
         train_config (a models YAML of the model, its base config; None = defaults), train (fixed
@@ -277,11 +277,6 @@ def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
         raise ValueError(f"{path}: a study config must be a mapping of key: value")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return StudyConfig.from_dict(data, source=str(path))
-
-
-def training_fields(model: str = "pvae") -> set[str]:
-    """Field names of the training config of ``model`` (what train/search_space may hold)."""
-    return model_spec(model).field_names()
 
 
 def is_grid(spec: Any) -> bool:
