@@ -15,9 +15,9 @@ import yaml
 
 
 def unknown_key_error(key: str, valid, source: str | None = None, what: str = "config") -> ValueError:
-    """The one wording of an unknown key: ``<source>: unknown <what> key 'k'; valid keys: ...``."""
+    """The one wording of an unknown key: ``<source>: Unknown <what> key 'k'; valid keys: ...``."""
     prefix = f"{source}: " if source else ""
-    return ValueError(f"{prefix}unknown {what} key {key!r}; valid keys: {', '.join(sorted(valid))}")
+    return ValueError(f"{prefix}Unknown {what} key {key!r}; valid keys: {', '.join(sorted(valid))}")
 
 
 def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "config file") -> dict:

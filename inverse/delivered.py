@@ -317,5 +317,5 @@ def screen_scores(objective: Objective, surrogate, delivery: Delivery, z: np.nda
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     ims = np.stack([d.im for d in delivery(z)])  # (B, *shape)
     raw = surrogate_properties(surrogate, objective.names, ims, delivery.regressor_raw(z))
-    dist = objective._distance(torch.as_tensor(objective.norm.transform(raw), dtype=torch.float64)).numpy()
+    dist = objective.distance(torch.as_tensor(objective.norm.transform(raw), dtype=torch.float64)).numpy()
     return dist, raw

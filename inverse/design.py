@@ -108,7 +108,7 @@ def nearest_achievable(target: Target, objective: Objective, y_train: np.ndarray
         plo, phi_ = pred_ranges[c.prop]
         out[f"pred_range_{c.prop}"] = f"{plo:.6g}:{phi_:.6g}"
     y_norm = torch.as_tensor(objective.norm.transform(y_train))
-    i = int(np.argmin(objective._distance(y_norm).numpy()))
+    i = int(np.argmin(objective.distance(y_norm).numpy()))
     for j, p in enumerate(objective.names):
         out[f"closest_train_{p}"] = float(y_train[i, j])
     return out
