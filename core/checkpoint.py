@@ -25,7 +25,8 @@ TRAIN_STATE = "train_state.pt"
 #: The files a model needs at inference (what a promoted model or a download must hold).
 INFERENCE_FILES = (CONFIG, WEIGHTS, NORM)
 KINDS = ("pvae", "surrogate")
-_NAMES = {"pvae": "pVAE", "surrogate": "permeability surrogate"}
+_NAMES = {"pvae": "pVAE", "surrogate": "surrogate"}
+_LONG = {"pvae": "pVAE", "surrogate": "permeability surrogate"}
 
 
 def config_record(kind: str, cfg_dict: dict) -> dict:
@@ -52,7 +53,7 @@ def read_config_dict(folder, kind: str) -> dict:
     record = json.loads(path.read_text())
     found = kind_of(record)
     if found != kind:
-        raise ValueError(f"{folder} is a {_NAMES.get(found, found)} checkpoint, not a {_NAMES[kind]}")
+        raise ValueError(f"{folder} is a {_NAMES.get(found, found)} checkpoint, not a {_LONG[kind]}")
     return {k: v for k, v in record.items() if k != "kind"}
 
 
