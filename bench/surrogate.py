@@ -84,7 +84,7 @@ def pvae_scores(checkpoint, dataset, split_cfg, device="cpu") -> dict:
     """The pVAE regressor (encoder mean -> property MLP) scored with the surrogate's metrics."""
     from data_pipeline.dataset import VoxelDataset
     from models.checkpoint import load_model
-    from models.surrogate_cli import score
+    from models.surrogate.evaluate import score
 
     model, cfg, norm = load_model(checkpoint, device=device)
     if (cfg.split_seed, list(cfg.split_fractions)) != (split_cfg.split_seed, list(split_cfg.split_fractions)):
@@ -104,7 +104,7 @@ def pvae_scores(checkpoint, dataset, split_cfg, device="cpu") -> dict:
 
 def accuracy(args) -> dict:
     from models.surrogate import SurrogateTrainer, load_surrogate, load_surrogate_config
-    from models.surrogate_cli import evaluate_surrogate
+    from models.surrogate.evaluate import evaluate_surrogate
 
     if args.checkpoint:
         sur = load_surrogate(args.checkpoint, device=args.device)

@@ -9,7 +9,7 @@
 Speed: samples/s of full training steps (forward, loss, backward, AdamW step) after warm-up
 steps, and peak resident memory (ru_maxrss) of a fresh child process per model, so the two
 measurements do not share an allocator. Run it alone: other CPU-heavy processes on the same
-cores make the numbers meaningless (see ../shared/PITFALLS.md).
+cores make the numbers meaningless (a loaded machine gives other timings).
 
 The original architecture (as published for the 100^3 model): four stride-2 Conv3d layers with
 48/48/192/128 channels, kernel 3, ReLU, Dropout3d(0.2), a dense layer to a 250-dimensional latent,

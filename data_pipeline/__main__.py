@@ -1,6 +1,4 @@
-import sys
-
-from data_pipeline.cli import dispatch
+from core.cli import stage_main
 
 VERBS = {
     "synth": ("data_pipeline.synth", "generate synthetic 2D/3D microstructures (seeded)"),
@@ -11,4 +9,4 @@ VERBS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(dispatch("data_pipeline", VERBS))
+    stage_main("data_pipeline", VERBS)

@@ -1,5 +1,5 @@
 """``python -m data_pipeline build --config configs/data_demo.yaml``: synthesize (or take imported
-volumes), label with the LBM solver, a trained surrogate or both, write the dataset of DESIGN.md.
+volumes), label with the LBM solver, a trained surrogate or both, write a dataset folder (README.md, "On-disk dataset").
 
 - Deterministic: sample ``i`` draws its generator family and parameters from
   ``default_rng([seed, i])``, so a sample does not depend on ``n_samples`` or on other samples.
@@ -35,7 +35,6 @@ import json
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,9 +42,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from core.config import read_yaml_mapping
 from data_pipeline import synth
 from data_pipeline.label_surrogate import (MODES, RELERR, RunningCheck, assign_labelers, labeler_kind,
-                                           load_checked_surrogate, relative_errors, surrogate_row)
+                                           installed_labeler_loader, relative_errors, surrogate_row)
 from data_pipeline.io import (DATASET_YAML, K_COLUMNS, VOLUMES_DIR, DataError, atomic_path,
                               property_columns, read_dataset_meta, read_properties, read_volume,
                               volume_path, write_properties, write_volume, write_yaml)
@@ -111,11 +111,7 @@ class BuildConfig:
 def load_build_config(path, **overrides) -> BuildConfig:
     """Read a BuildConfig from YAML; ``overrides`` (not None) replace file values."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: config file not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a mapping of config keys")
+    data = read_yaml_mapping(path, error=DataError)
     data.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in dataclasses.fields(BuildConfig)}
     unknown = sorted(set(data) - names)
@@ -173,14 +169,6 @@ def synthesize(cfg: BuildConfig, plan: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # labeling: a pure function of the volume (Ray only wraps it)
 # ---------------------------------------------------------------------------------------------
-def solver_available() -> bool:
-    try:
-        import data_pipeline.permeability  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def label_sample(im: np.ndarray, solver: dict | None = None, label: str = "lbm") -> dict:
     """Label one volume; never raises for a solver failure (returns a failed row instead).
 
@@ -368,20 +356,25 @@ class _Properties:
         write_properties(self.out, df.drop(columns=empty_k))  # porosity-only datasets carry no k
 
 
-def build_dataset(cfg: BuildConfig, *, progress: bool = True) -> Path:
-    """Synthesize or take volumes, label what is missing, write the dataset; returns its folder."""
+def build_dataset(cfg: BuildConfig, *, progress: bool = True, load_labeler=None) -> Path:
+    """Synthesize or take volumes, label what is missing, write the dataset; returns its folder.
+
+    ``load_labeler(folder, dims, shape, device) -> (labeler, info)`` loads the surrogate of
+    ``label: surrogate | mixed`` (models.surrogate.load_checked_surrogate; this stage never imports
+    models): the labeler has ``predict(ims) -> list[dict]`` and ``device``.
+    """
     out = Path(cfg.out)
     label = cfg.label
-    if label == "lbm" and not solver_available():
-        label = "none"
-        warnings.warn("data_pipeline.permeability cannot be imported: labeling POROSITY ONLY "
-                      "(rerun the build once the solver exists to add permeability)", stacklevel=2)
-        print("WARNING: LBM solver unavailable: labeling porosity only", file=sys.stderr)
-    if label == "mixed" and not solver_available():
-        raise DataError("label: mixed needs the LBM solver (data_pipeline.permeability cannot be imported)")
+
+    def load_surrogate(dims, shape):
+        if load_labeler is None:
+            raise DataError(f"label: {label} needs a surrogate labeler: run `python -m data_pipeline build` "
+                            "from the installed project (pip install -e .), or pass load_labeler")
+        return load_labeler(cfg.surrogate, dims, shape, cfg.surrogate_device)
+
     sur = sur_info = None
     if label in ("surrogate", "mixed") and cfg.source is None:  # checked before anything is written
-        sur, sur_info = load_checked_surrogate(cfg.surrogate, cfg.dims, [cfg.size] * cfg.dims, cfg.surrogate_device)
+        sur, sur_info = load_surrogate(cfg.dims, [cfg.size] * cfg.dims)
     old_meta = (yaml.safe_load((out / DATASET_YAML).read_text()) or {}) if (out / DATASET_YAML).is_file() else {}
     old_labeling = old_meta.get("labeling") or {}
     (out / VOLUMES_DIR).mkdir(parents=True, exist_ok=True)
@@ -395,16 +388,13 @@ def build_dataset(cfg: BuildConfig, *, progress: bool = True) -> Path:
     else:
         ids, dims, shape, source_meta = _take_source(cfg, out)
         if label in ("surrogate", "mixed"):
-            sur, sur_info = load_checked_surrogate(cfg.surrogate, dims, shape, cfg.surrogate_device)
+            sur, sur_info = load_surrogate(dims, shape)
         meta = _prepare_meta(cfg, out, dims, shape, source_meta)
         meta["labeling"] = old_labeling
         write_yaml(out / DATASET_YAML, meta)
         synth_errors = {}
     if meta.get("solver") is None and old_meta.get("solver"):
         meta["solver"] = old_meta["solver"]  # the settings of solver rows labeled by an earlier run
-        write_yaml(out / DATASET_YAML, meta)
-    if label != cfg.label:
-        meta["label"] = f"{label} (solver unavailable; config asked for {cfg.label})"
         write_yaml(out / DATASET_YAML, meta)
 
     old_sha = (old_labeling.get("surrogate") or {}).get("sha256")
@@ -529,10 +519,8 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             ray.init(address=cfg.address, runtime_env=runtime_env)
         elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job or a SLURM allocation: join that cluster
             ray.init()
-        else:  # workers of a local Ray must import data_pipeline from this checkout
-            pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+        else:  # local Ray: workers import the project through its editable install (pyproject.toml)
+            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False)
         started = True
     try:
         resources = ray.cluster_resources()
@@ -571,7 +559,9 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             ray.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, load_labeler=None) -> int:
+    """The command line; ``load_labeler`` (default: the installed ``pvae.labelers`` entry point,
+    models.surrogate.load_checked_surrogate) loads the surrogate of label surrogate/mixed."""
     p = argparse.ArgumentParser(
         prog="python -m data_pipeline build",
         description="Synthesize (or take imported volumes), label with the LBM solver in Ray tasks, a trained "
@@ -597,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
                                 lbm_fraction=args.lbm_fraction,
                                 parallel="serial" if args.serial else None,
                                 retry_failed=True if args.retry_failed else None)
-        out = build_dataset(cfg, progress=not args.no_progress)
+        if load_labeler is None and cfg.label in ("surrogate", "mixed"):
+            load_labeler = installed_labeler_loader("surrogate")
+        out = build_dataset(cfg, progress=not args.no_progress, load_labeler=load_labeler)
     except DataError as exc:
         print(f"build: {exc}", file=sys.stderr)
         return 2

@@ -124,7 +124,7 @@ class VoxelDataset(Dataset):
 
     Parameters
     ----------
-    root : dataset folder (DESIGN.md layout)
+    root : dataset folder (README.md, "On-disk dataset")
     split : "train", "val", "test" or "all"
     properties : property columns returned as targets; default porosity and the diagonal k
     fractions, split_seed : the split (fixed per dataset so val/test never move)

@@ -1,27 +1,25 @@
-"""File formats of the on-disk dataset (see ../shared/DESIGN.md): atomic writes, clear errors.
+"""File formats of the on-disk dataset (README.md, "On-disk dataset"): atomic writes, clear errors.
 
 Vocabulary: ``im`` is a bool array, True = pore. On disk a volume is a uint8 TIFF, 1 = pore,
 0 = solid, 3D stored as a (Z, Y, X) page stack, 2D as one (Y, X) page.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import tifffile
 import yaml
 
+from core.io import atomic_path, write_yaml  # noqa: F401  (re-exported: the stage's writers)
+from core.properties import K_COLUMNS  # noqa: F401  (re-exported)
+
 DATASET_YAML = "dataset.yaml"
 PROPERTIES_CSV = "properties.csv"
 VOLUMES_DIR = "volumes"
 
-#: Permeability tensor components stored per dimensionality, in (x, y, z) tensor indices.
-K_COLUMNS = {2: ["k_xx", "k_yy", "k_xy"], 3: ["k_xx", "k_yy", "k_zz", "k_xy", "k_xz", "k_yz"]}
 #: Columns every properties.csv has (beside the K_COLUMNS of its dims), in this order.
 BASE_COLUMNS = ["sample_id", "porosity"]
 DIAG_COLUMNS = ["steps", "converged", "residual", "max_mach", "labeler", "status", "error"]
@@ -36,22 +34,6 @@ def property_columns(dims: int) -> list[str]:
     if dims not in K_COLUMNS:
         raise DataError(f"dims must be 2 or 3, got {dims!r}")
     return BASE_COLUMNS + K_COLUMNS[dims] + DIAG_COLUMNS
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target folder; rename it onto ``path`` only on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_volume(path: str | os.PathLike, im: np.ndarray) -> None:
@@ -100,11 +82,6 @@ def read_volume(path: str | os.PathLike, pore_value: int | None = None) -> np.nd
     if pore_value is None:
         return arr != 0
     return arr == pore_value
-
-
-def write_yaml(path: str | os.PathLike, data: dict) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def read_dataset_meta(root: str | os.PathLike) -> dict:

@@ -6,7 +6,9 @@
   the order or the other samples), so a rerun, a resumed build or a grown dataset never reassigns a
   sample, and a larger fraction only adds solver samples (nested). The number of solver samples is
   Binomial(n, lbm_fraction): within about 2 sqrt(n f (1 - f)) of f n.
-- :func:`load_checked_surrogate`: the trained model (models.surrogate) checked against the dataset.
+- The labeler itself is handed to the build (``build_dataset(cfg, load_labeler=...)``): this stage
+  never imports models; the command line finds ``models.surrogate.load_checked_surrogate`` through
+  the ``pvae.labelers`` entry point of pyproject.toml (:func:`installed_labeler_loader`).
 - :func:`surrogate_row` / :func:`relative_errors`: a properties.csv row from a prediction, and the
   surrogate's relative error on a solver-labeled row (the running check).
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.properties import diagonal_columns
 from data_pipeline.io import K_COLUMNS, DataError
 
 MODES = ("lbm", "surrogate", "mixed", "none")
@@ -66,51 +69,19 @@ def model_fingerprint(folder) -> str:
     return h.hexdigest()[:16]
 
 
-def load_checked_surrogate(folder, dims: int, shape, device: str = "auto"):
-    """Load a trained surrogate and check it can label volumes of ``shape``.
+def installed_labeler_loader(name: str = "surrogate"):
+    """The labeler loader registered under ``name`` in the ``pvae.labelers`` entry points
+    (pyproject.toml: ``surrogate = models.surrogate:load_checked_surrogate``), or None.
 
-    Parameters
-    ----------
-    folder : checkpoint folder of models.surrogate (model.safetensors, config.json, norm.json)
-    dims, shape : of the dataset (voxels)
-    device : torch device of the predictions ("auto" = CUDA when available)
-
-    Returns
-    -------
-    (surrogate, info) : a models.surrogate.Surrogate and a dict for dataset.yaml (folder, sha,
-        components, dims, input_size)
-
-    Raises
-    ------
-    DataError : not a surrogate checkpoint, or dims/input size/components do not fit the dataset.
+    A loader is ``load(folder, dims, shape, device) -> (labeler, info)``; the labeler has
+    ``predict(ims) -> list[dict]`` (one properties dict per volume) and ``device``.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"surrogate: {folder} is not a folder (give the checkpoint folder of a trained "
-                        "surrogate, e.g. runs/surrogate/best)")
-    from models.surrogate import load_surrogate, read_surrogate_config
+    from importlib.metadata import entry_points
 
-    try:
-        scfg = read_surrogate_config(folder)
-    except (FileNotFoundError, ValueError) as exc:
-        raise DataError(f"surrogate: {exc}") from None
-    shape = tuple(int(s) for s in shape)
-    if scfg.dims != int(dims) or shape != (scfg.input_size,) * scfg.dims:
-        raise DataError(f"surrogate {folder}: takes dims {scfg.dims} volumes of {scfg.input_size}^{scfg.dims} "
-                        f"voxels; the dataset has dims {dims}, shape {list(shape)} (train a surrogate on "
-                        "volumes of this size or build at its size)")
-    diag = [c for c in K_COLUMNS[int(dims)] if c[2] == c[3]]
-    missing = [c for c in diag if c not in scfg.components]
-    if missing:
-        raise DataError(f"surrogate {folder}: does not predict {missing} (components {scfg.components}); "
-                        "labeling needs every diagonal permeability")
-    try:
-        sur = load_surrogate(folder, device=device)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise DataError(f"surrogate: {exc}") from None
-    info = {"folder": str(folder), "sha256": model_fingerprint(folder), "dims": scfg.dims,
-            "input_size": scfg.input_size, "components": list(scfg.components), "device": str(sur.device)}
-    return sur, info
+    for ep in entry_points(group="pvae.labelers"):
+        if ep.name == name:
+            return ep.load()
+    return None
 
 
 def surrogate_row(pred: dict, dims: int) -> dict:
@@ -132,7 +103,7 @@ def relative_errors(row: dict, pred: dict, dims: int, k_floor: float = 1e-6) -> 
     relative error); ``surrogate_relerr`` is the max over the finite components (NaN if none).
     """
     out = {}
-    for c in (c for c in K_COLUMNS[dims] if c[2] == c[3]):
+    for c in diagonal_columns(dims):
         k, p = float(row.get(c, np.nan)), float(pred.get(c, np.nan))
         out[f"{RELERR}_{c}"] = abs(p - k) / k if k > k_floor and np.isfinite(p) else float("nan")
     finite = [v for v in out.values() if np.isfinite(v)]
@@ -144,7 +115,7 @@ class RunningCheck:
     """Median relative error of the surrogate on the solver rows seen so far."""
 
     def __init__(self, dims: int):
-        self.cols = [f"{RELERR}_{c}" for c in K_COLUMNS[dims] if c[2] == c[3]] + [RELERR]
+        self.cols = [f"{RELERR}_{c}" for c in diagonal_columns(dims)] + [RELERR]
         self.values: dict[str, list[float]] = {c: [] for c in self.cols}
 
     def add(self, row: dict) -> None:

@@ -1,6 +1,6 @@
 """Intrinsic permeability tensor of a periodic pore space by the lattice Boltzmann method.
 
-Physics (see ../shared/DESIGN.md, "Physics conventions"): D2Q9 / D3Q19, periodic box, flow
+Physics (README.md, "Physics"): D2Q9 / D3Q19, periodic box, flow
 driven by a body-force acceleration ``g`` (Guo forcing; by default with the linear Stokes
 equilibrium, whose steady state is the creeping-flow limit that defines k), halfway bounce-back on solid voxels,
 TRT collision with magic parameter Lambda = 3/16 (the wall sits exactly half-way between nodes

@@ -1,6 +1,6 @@
 """``python -m data_pipeline permeability FILE.tif --json``: LBM permeability tensor of one volume.
 
-Prints one JSON object (DESIGN.md): ``porosity``, ``permeability`` (D x D list, lattice units =
+Prints one JSON object: ``porosity``, ``permeability`` (D x D list, lattice units =
 voxel^2, symmetric, indices (x, y[, z]) with x the last array axis), ``converged``, ``steps``,
 ``residual``, ``max_mach``, ``reynolds``; with ``--voxel-size`` (m) also ``permeability_m2`` and
 ``permeability_mD``. Errors (bad file, all solid, divergence) go to stderr naming the file; exit 1.

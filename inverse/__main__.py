@@ -1,6 +1,4 @@
-import sys
-
-from data_pipeline.cli import dispatch
+from core.cli import stage_main
 
 VERBS = {
     "design": ("inverse.design", "design microstructures for target porosity/permeability; verified by the LBM solver"),
@@ -10,4 +8,4 @@ VERBS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(dispatch("inverse", VERBS))
+    stage_main("inverse", VERBS)

@@ -11,7 +11,7 @@ the regressor does (~2x), because the decoder's smoother, coarser pores are outs
    goal being the latent's regressor-predicted porosity plus a seeded jitter (+-``--jitter``),
    clipped to the training label range;
 3. label them with the LBM solver (the dataset's solver settings unless ``--solver-tol``);
-4. write a dataset folder (the DESIGN.md contract) holding the pVAE's TRAIN-split samples
+4. write a dataset folder (the README's "On-disk dataset" layout) holding the pVAE's TRAIN-split samples
    (copied, so the held-out targets stay unseen) and the labeled delivered structures
    (``dec_NNNN``), plus ``delivered.csv`` (latent, goal, kind of each).
 

@@ -226,8 +226,9 @@ def check_surrogate(surrogate, model_cfg, folder: str, targeted: list[str] | Non
                              f"{sorted(surrogate.components)}); retrain it with these components")
 
 
-def load_checked_surrogate(folder: str, model_cfg, device: str = "cpu"):
-    """Load a surrogate checkpoint folder with clear errors (missing, wrong kind, wrong size)."""
+def load_design_surrogate(folder: str, model_cfg, device: str = "cpu"):
+    """Load a surrogate checkpoint folder for a design with clear errors (missing, wrong kind, not the
+    pVAE's volume size)."""
     from models.surrogate import load_surrogate
 
     try:
@@ -316,5 +317,5 @@ def screen_scores(objective: Objective, surrogate, delivery: Delivery, z: np.nda
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     ims = np.stack([d.im for d in delivery(z)])  # (B, *shape)
     raw = surrogate_properties(surrogate, objective.names, ims, delivery.regressor_raw(z))
-    dist = objective._distance(torch.as_tensor(objective.norm.transform(raw), dtype=torch.float64)).numpy()
+    dist = objective.distance(torch.as_tensor(objective.norm.transform(raw), dtype=torch.float64)).numpy()
     return dist, raw

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ import torch
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
-from inverse.delivered import porosity_goal as _porosity_goal
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, is_permeability
 from inverse.verify import verified_values, verify_batch
@@ -111,18 +109,13 @@ def nearest_achievable(target: Target, objective: Objective, y_train: np.ndarray
         plo, phi_ = pred_ranges[c.prop]
         out[f"pred_range_{c.prop}"] = f"{plo:.6g}:{phi_:.6g}"
     y_norm = torch.as_tensor(objective.norm.transform(y_train))
-    i = int(np.argmin(objective._distance(y_norm).numpy()))
+    i = int(np.argmin(objective.distance(y_norm).numpy()))
     for j, p in enumerate(objective.names):
         out[f"closest_train_{p}"] = float(y_train[i, j])
     return out
 
 
 # --- decoding ---------------------------------------------------------------------------------
-def porosity_goal(cfg: DesignConfig, target: Target | None, pred: dict[str, float], prob: np.ndarray) -> float:
-    """The porosity the binarization aims at, per the threshold rule (see DesignConfig)."""
-    return _porosity_goal(cfg.threshold, target, pred, prob)
-
-
 # --- the flow ---------------------------------------------------------------------------------
 def _fmt(v):
     if isinstance(v, (np.floating, np.integer, np.bool_)):
@@ -297,8 +290,8 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     check_targets_for_model(targets, bundle.properties)
     surrogate = None
     if cfg.surrogate:
-        from inverse.delivered import check_surrogate, load_checked_surrogate
-        surrogate = load_checked_surrogate(cfg.surrogate, bundle.cfg, cfg.device)
+        from inverse.delivered import check_surrogate, load_design_surrogate
+        surrogate = load_design_surrogate(cfg.surrogate, bundle.cfg, cfg.device)
         if cfg.property_model == "surrogate":
             for t in targets:
                 check_surrogate(surrogate, bundle.cfg, cfg.surrogate, t.properties)

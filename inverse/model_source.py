@@ -2,7 +2,7 @@
 
 ``resolve_model("models:/pvae@champion")`` downloads the registered model's artifacts with
 ``mlflow.artifacts.download_artifacts`` (tracking URI: the config's, else ``MLFLOW_TRACKING_URI``,
-else the tuning stage's default ``sqlite:///runs/tune/mlflow.db``) and finds the pVAE checkpoint
+else the shared default ``sqlite:///runs/tune/mlflow.db``: core.tracking) and finds the pVAE checkpoint
 folder inside (the folder holding ``config.json`` + ``model.safetensors``, see
 ``models/checkpoint.py``); a local path is used directly. Then the training latents are computed
 on the exact training subset the model was trained on (dataset from the config, else the
@@ -10,22 +10,19 @@ on the exact training subset the model was trained on (dataset from the config, 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_TRACKING_URI = "sqlite:///runs/tune/mlflow.db"
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "norm.json")
+from core.checkpoint import INFERENCE_FILES
+from core.tracking import client, resolve_tracking_uri
+
+CHECKPOINT_FILES = INFERENCE_FILES
 
 
 class ModelSourceError(ValueError):
     """A model reference that cannot be resolved or loaded; the message names it and the cause."""
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def is_uri(ref: str) -> bool:
@@ -58,7 +55,7 @@ def checkpoint_folder(ref: str, tracking_uri: str | None = None, cache_dir: str 
         return find_checkpoint(path)
     import mlflow
 
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = resolve_tracking_uri(explicit=tracking_uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # models:/ URIs resolve in this store's registry
     dst = None
@@ -79,10 +76,7 @@ def registry_dataset(ref: str, tracking_uri: str | None = None) -> str | None:
     if not ref.startswith("models:/"):
         return None
     try:
-        from mlflow.tracking import MlflowClient
-
-        uri = resolve_tracking_uri(tracking_uri)
-        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c = client(resolve_tracking_uri(explicit=tracking_uri))
         name, _, rest = ref[len("models:/"):].partition("@")
         if rest:
             mv = c.get_model_version_by_alias(name, rest)

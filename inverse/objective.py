@@ -152,7 +152,7 @@ class Objective:
         m = torch.sqrt(torch.clamp(torch.einsum("bi,ij,bj->b", d, self._prec, d), min=1e-18))  # (B,)
         return self.manifold_weight * torch.clamp(m - self.space.radius, min=0.0) ** 2
 
-    def _distance(self, p: torch.Tensor) -> torch.Tensor:
+    def distance(self, p: torch.Tensor) -> torch.Tensor:
         """Normalized predictions (B, P) -> objective without penalty (B,)."""
         total = torch.zeros(p.shape[0], dtype=torch.float64, device=p.device)
         for t in self._terms:
@@ -173,7 +173,7 @@ class Objective:
         """Differentiable objective (B,) of latents z (B, L) (float64)."""
         self.n_evals += int(z.shape[0])
         p = self.model.predict_properties(z.to(self._device, self._dtype))  # (B, P)
-        return self._distance(p) + self._penalty(z.to(self._device))
+        return self.distance(p) + self._penalty(z.to(self._device))
 
     @property
     def target_columns(self) -> list[int]:
@@ -187,7 +187,7 @@ class Objective:
         from its Gaussian processes with it; only the target's columns of ``p_norm`` are read.
         """
         p = torch.as_tensor(np.atleast_2d(p_norm), dtype=torch.float64)
-        return (self._distance(p) + self._penalty(torch.as_tensor(np.atleast_2d(z), dtype=torch.float64))).numpy()
+        return (self.distance(p) + self._penalty(torch.as_tensor(np.atleast_2d(z), dtype=torch.float64))).numpy()
 
     @torch.no_grad()
     def evaluate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +195,7 @@ class Objective:
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         self.n_evals += int(z.shape[0])
         p = self._norm_pred(z)  # (B, P)
-        return (self._distance(p) + self._penalty(torch.as_tensor(z))).numpy(), p.numpy()
+        return (self.distance(p) + self._penalty(torch.as_tensor(z))).numpy(), p.numpy()
 
     @torch.no_grad()
     def _norm_pred(self, z: np.ndarray) -> torch.Tensor:
@@ -217,7 +217,7 @@ class Objective:
     @torch.no_grad()
     def distances(self, z: np.ndarray) -> np.ndarray:
         """Target distance without the manifold penalty (B,) (not counted as an evaluation)."""
-        return self._distance(self._norm_pred(z)).numpy()
+        return self.distance(self._norm_pred(z)).numpy()
 
     def predicted_hit(self, z: np.ndarray) -> np.ndarray:
         """(B,) bool: the regressor's prediction satisfies every condition of the target."""

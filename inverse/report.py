@@ -150,15 +150,14 @@ def log_mlflow(outcome, bundle) -> str:
     """One MLflow run with the config as params, hit rates and times as metrics, outputs as artifacts."""
     import mlflow
 
-    from inverse.model_source import resolve_tracking_uri
-    from tuning.tracking import get_or_create_experiment
+    from core.tracking import get_or_create_experiment, resolve_tracking_uri
 
     cfg = outcome.cfg
-    uri = resolve_tracking_uri(cfg.tracking_uri)
+    uri = resolve_tracking_uri(explicit=cfg.tracking_uri)
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    # the tuning stage's helper: artifacts beside the SQLite file, never in ./mlruns of the cwd
+    # artifacts beside the SQLite file, never in ./mlruns of the cwd
     exp_id = get_or_create_experiment(uri, cfg.experiment)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"design-{Path(cfg.out).name}") as run:
         params = {k: _param(v) for k, v in cfg.to_dict().items()}

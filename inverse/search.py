@@ -32,7 +32,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from inverse.objective import LatentSpace, Objective
+from inverse.objective import Objective
 
 
 @dataclass
@@ -67,7 +67,7 @@ def seed_latents(objective: Objective, y_train: np.ndarray, n: int) -> np.ndarra
     """
     space = objective.space
     y_norm = torch.as_tensor(objective.norm.transform(y_train))  # (N, P)
-    d = objective._distance(y_norm).numpy()  # (N,)
+    d = objective.distance(y_norm).numpy()  # (N,)
     order = np.argsort(d, kind="stable")[: max(1, min(n, len(d)))]
     return space.clip(space.mu[order])
 

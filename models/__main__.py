@@ -1,6 +1,4 @@
-import sys
-
-from data_pipeline.cli import dispatch
+from core.cli import stage_main
 
 VERBS = {
     "train": ("models.train", "train a pVAE on a dataset folder (best/last checkpoints, test evaluation, figures)"),
@@ -11,4 +9,4 @@ VERBS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(dispatch("models", VERBS))
+    stage_main("models", VERBS)

@@ -1,18 +1,9 @@
-"""Checkpoint folders and the property normalization that travels with them.
-
-A checkpoint is a folder, written atomically (built beside the target, then renamed onto it):
-
-    model.safetensors   model weights (state_dict; safetensors, no pickle)
-    config.json         the full PVAEConfig
-    norm.json           Normalizer statistics (so predictions come back in real units)
-    metrics.json        epoch, best_val, history (per-epoch metrics), bad_epochs, ...
-    train_state.pt      optimizer, scheduler and RNG state; only tensors, numbers, strings,
-                        lists and dicts: loadable with torch.load(..., weights_only=True)
-"""
+"""Checkpoint folders (the format of core/checkpoint.py) and the property normalization that
+travels with them; writing one (weights, config with its ``kind``, normalization, metrics, training
+state) and loading a pVAE from one."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -22,19 +13,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from core.checkpoint import (CONFIG, METRICS, NORM, TRAIN_STATE, WEIGHTS, config_record,  # noqa: F401
+                             read_config_dict, read_metrics, require_files)
+from core.io import json_safe
+from core.properties import is_diagonal as is_log_property  # noqa: F401  (diagonal k: learned as log10 k)
 from models.config import PVAEConfig
 from models.pvae import PVAE
-
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-NORM = "norm.json"
-METRICS = "metrics.json"
-TRAIN_STATE = "train_state.pt"
-
-
-def is_log_property(name: str) -> bool:
-    """Diagonal permeability components are learned as log10 k; porosity and off-diagonals linearly."""
-    return name.startswith("k_") and len(name) == 4 and name[2] == name[3]
 
 
 def known_mask(names, y_raw) -> np.ndarray:
@@ -118,31 +102,19 @@ class Normalizer:
         return cls(d["names"], d["mean"], d["std"], d["log"], d.get("k_floor", 1e-6))
 
 
-def _json_safe(obj):
-    """Replace non-finite floats by None so the JSON stays standard."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    return obj
-
-
-def write_checkpoint(folder, model: torch.nn.Module, cfg: PVAEConfig, norm: Normalizer,
-                     metrics: dict, train_state: dict | None = None) -> Path:
-    """Write a checkpoint folder atomically (a crash never leaves a half-written ``folder``)."""
+def write_checkpoint(folder, model: torch.nn.Module, cfg, norm: Normalizer,
+                     metrics: dict, train_state: dict | None = None, kind: str = "pvae") -> Path:
+    """Write a checkpoint folder atomically (a crash never leaves a half-written ``folder``);
+    ``kind`` ("pvae" | "surrogate") goes into config.json beside the config's fields."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
-        (tmp / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
+        (tmp / CONFIG).write_text(json.dumps(config_record(kind, cfg.to_dict()), indent=2))
         (tmp / NORM).write_text(json.dumps(norm.to_dict(), indent=2))
-        (tmp / METRICS).write_text(json.dumps(_json_safe(metrics), indent=2))
+        (tmp / METRICS).write_text(json.dumps(json_safe(metrics), indent=2))
         if train_state is not None:
             torch.save(train_state, tmp / TRAIN_STATE)
         old = None
@@ -161,15 +133,7 @@ def write_checkpoint(folder, model: torch.nn.Module, cfg: PVAEConfig, norm: Norm
 
 
 def read_config(folder) -> PVAEConfig:
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; {folder} is not a pVAE checkpoint folder")
-    return PVAEConfig.from_dict(json.loads(path.read_text()))
-
-
-def read_metrics(folder) -> dict:
-    path = Path(folder) / METRICS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return PVAEConfig.from_dict(read_config_dict(folder, "pvae"))
 
 
 def read_train_state(folder) -> dict:
@@ -183,9 +147,7 @@ def load_model(folder, device: str | torch.device = "cpu") -> tuple[PVAE, PVAECo
     """Load a checkpoint folder -> (model in eval mode on ``device``, config, normalizer)."""
     folder = Path(folder)
     cfg = read_config(folder)
-    for name in (WEIGHTS, NORM):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name}: missing; incomplete pVAE checkpoint")
+    require_files(folder, what="pVAE checkpoint")
     norm = Normalizer.from_dict(json.loads((folder / NORM).read_text()))
     model = PVAE.from_config(cfg)
     state = load_file(str(folder / WEIGHTS), device="cpu")

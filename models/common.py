@@ -1,8 +1,7 @@
-"""Pieces the pVAE and the permeability surrogate share: the flat-config behaviour and the
-optimisation setup of a training run (optimizer, schedule, AMP and memory format on CUDA only)."""
+"""Pieces the pVAE and the permeability surrogate share: the batching and optimisation setup of a training run (optimizer, schedule, AMP and memory format on CUDA only) and
+the trainer base that owns the epoch loop, the optimizer step, checkpoints and resume."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -13,6 +12,16 @@ from pathlib import Path
 import torch
 
 
+def batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Index batches of a (shuffled when generator is given) epoch; a trailing batch of 1 is
+    dropped when training (BatchNorm cannot normalise a single sample)."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    parts = list(order.split(batch_size))
+    if generator is not None and len(parts) > 1 and len(parts[-1]) == 1:
+        parts = parts[:-1]
+    return parts
+
+
 def resolve_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU."""
     if name == "auto":
@@ -20,47 +29,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available in this torch build")
     return torch.device(name)
-
-
-class FlatConfig:
-    """Mixin for a flat config dataclass: from_dict (unknown key -> ValueError naming it),
-    to_dict, replace, to_json. Values that searchers hand back as numpy scalars or as floats
-    of int fields (hyperopt's quniform) are coerced to plain Python values of the field's type."""
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
-        fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in fields:
-                raise ValueError(f"Unknown config key {key!r}; valid keys: {', '.join(sorted(fields))}")
-        kwargs = {}
-        for k, v in d.items():
-            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars
-                v = v.item()
-            kind = fields[k]
-            if kind.startswith("list") and v is not None:
-                v = [int(x) for x in v] if kind == "list[int]" else list(v)
-            elif kind.startswith("int") and isinstance(v, float) and v.is_integer():
-                v = int(v)
-            kwargs[k] = v
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes):
-        """A copy with some fields changed (unknown keys raise, like from_dict)."""
-        return type(self).from_dict({**self.to_dict(), **changes})
-
-    def to_json(self, path: str | Path) -> None:
-        from data_pipeline.io import atomic_path
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
 
 
 def setup_optimization(trainer, model: torch.nn.Module, cfg) -> None:
@@ -100,6 +68,7 @@ class EpochTrainer:
     """
 
     KIND: str | None = None  # written into metrics.json when set
+    CHECKPOINT_KIND = "pvae"  # written into config.json: "pvae" | "surrogate" (core/checkpoint.py)
 
     def _init_runtime(self, cfg, dataset_dir):
         """Config, dataset folder, threads, device and torch seed of a run; returns cfg."""
@@ -120,6 +89,34 @@ class EpochTrainer:
         self.bad_epochs = 0
         self._improved = False
         self._best_state: dict | None = None
+
+    def _step(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss``: backward (scaled under fp16 AMP), gradient clipping, update."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _end_epoch(self, metrics: dict, val: dict, t0: float, n_seen: int, train_time: float, **extra) -> dict:
+        """After an epoch's batches: schedule, count the epoch, complete ``metrics`` (val_*, lr,
+        throughput, time, ``extra``), update early stopping and the history; returns ``metrics``."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(val["loss"])
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        metrics = {"epoch": self.epoch, **metrics}
+        metrics.update({f"val_{k}": v for k, v in val.items()})
+        metrics.update({"lr": lr, **extra, "train_samples_per_s": n_seen / max(train_time, 1e-9),
+                        "epoch_time_s": time.perf_counter() - t0})
+        self._update_best(metrics["val_loss"])
+        metrics["best_val"] = self.best_val
+        self.history.append(metrics)
+        return metrics
 
     def _autocast(self):
         return nullcontext() if self.amp_dtype is None else torch.autocast("cuda", dtype=self.amp_dtype)
@@ -182,7 +179,8 @@ class EpochTrainer:
     def save_checkpoint(self, folder) -> None:
         """Write weights, config, normalization, metrics and the full training state to ``folder``."""
         from models.checkpoint import write_checkpoint
-        write_checkpoint(folder, self.model, self.cfg, self.norm, self._metrics_record(), self._train_state())
+        write_checkpoint(folder, self.model, self.cfg, self.norm, self._metrics_record(), self._train_state(),
+                         kind=self.CHECKPOINT_KIND)
 
     @classmethod
     def resume(cls, folder, dataset_dir):

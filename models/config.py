@@ -9,13 +9,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from models.common import FlatConfig
+from core.config import Check, FlatConfig, load_config_file, parse_override  # noqa: F401  (parse_override re-exported)
 
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
 ACTIVATIONS = ("relu", "silu", "leaky_relu")
+
+
+def validate_training(cfg, check: Check) -> None:
+    """The checks of the fields every training config (pVAE, surrogate) has: model shape,
+    optimisation, data, runtime. A config's ``validate`` adds its own."""
+    if cfg.dims not in (2, 3):
+        check.bad("dims", "must be 2 or 3")
+    if not cfg.channels or any(int(c) < 1 for c in cfg.channels):
+        check.bad("channels", "must be a non-empty list of positive channel counts")
+    if cfg.kernel_size < 1 or cfg.kernel_size % 2 == 0:
+        check.bad("kernel_size", "must be a positive odd number")
+    for name, allowed in (("norm", NORMS), ("activation", ACTIVATIONS), ("scheduler", SCHEDULERS)):
+        check.one_of(name, allowed)
+    if not 0 <= cfg.dropout < 1:
+        check.bad("dropout", "must be in [0, 1)")
+    check.at_least(("batch_size", "eval_batch_size", "epochs"), 1)
+    check.at_least(("weight_decay", "grad_clip", "k_floor"), 0)
+    if not cfg.lr > 0:
+        check.bad("lr", "must be > 0")
+    if cfg.dataset_size is not None and cfg.dataset_size < 1:
+        check.bad("dataset_size", "must be >= 1 or None")
+    check.device()
+    check.fractions()
 
 
 @dataclass
@@ -107,50 +128,18 @@ class PVAEConfig(FlatConfig):
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value is out of range."""
-        def bad(name, why):
-            raise ValueError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
-
-        if self.dims not in (2, 3):
-            bad("dims", "must be 2 or 3")
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            bad("channels", "must be a non-empty list of positive channel counts")
+        check = Check(self)
+        validate_training(self, check)
         if self.input_size < 2 ** len(self.channels):
-            bad("input_size", f"too small for {len(self.channels)} stride-2 stages (need >= {2 ** len(self.channels)})")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            bad("kernel_size", "must be a positive odd number")
-        if self.norm not in NORMS:
-            bad("norm", f"must be one of {NORMS}")
-        if self.activation not in ACTIVATIONS:
-            bad("activation", f"must be one of {ACTIVATIONS}")
-        if self.scheduler not in SCHEDULERS:
-            bad("scheduler", f"must be one of {SCHEDULERS}")
-        if not 0 <= self.dropout < 1:
-            bad("dropout", "must be in [0, 1)")
-        for name in ("latent_dim", "regressor_width", "batch_size", "eval_batch_size", "epochs"):
-            if int(getattr(self, name)) < 1:
-                bad(name, "must be >= 1")
+            check.bad("input_size", f"too small for {len(self.channels)} stride-2 stages (need >= {2 ** len(self.channels)})")
+        check.at_least(("latent_dim", "regressor_width"), 1)
         if self.regressor_depth < 0:
-            bad("regressor_depth", "must be >= 0")
+            check.bad("regressor_depth", "must be >= 0")
         if not self.properties:
-            bad("properties", "must name at least one property column")
-        if self.spatial_channels < 0:
-            bad("spatial_channels", "must be >= 0")
+            check.bad("properties", "must name at least one property column")
+        check.at_least(("beta", "alpha", "gamma", "spatial_channels", "prior_components"), 0)
         if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):
-            bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")
-        if self.prior_components < 0:
-            bad("prior_components", "must be >= 0")
-        for name in ("beta", "alpha", "gamma", "lr", "weight_decay", "grad_clip", "k_floor"):
-            if float(getattr(self, name)) < 0:
-                bad(name, "must be >= 0")
-        if self.lr <= 0:
-            bad("lr", "must be > 0")
-        if self.dataset_size is not None and self.dataset_size < 1:
-            bad("dataset_size", "must be >= 1 or None")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            bad("device", "must be 'auto', 'cpu' or 'cuda[:N]'")
-        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
-            bad("split_fractions", "must be three fractions summing to 1")
-
+            check.bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")
 
 
 def load_config(path: str | Path | None = None, **overrides) -> PVAEConfig:
@@ -159,24 +148,4 @@ def load_config(path: str | Path | None = None, **overrides) -> PVAEConfig:
     ``path`` None gives the defaults plus overrides. Unknown keys raise ValueError naming the key
     and the file.
     """
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a flat mapping of key: value")
-    data.update(overrides)
-    try:
-        return PVAEConfig.from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"{path or '<overrides>'}: {exc}") from None
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null)."""
-    if "=" not in text:
-        raise ValueError(f"--set expects key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return load_config_file(PVAEConfig, path, overrides)

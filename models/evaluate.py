@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.io import json_safe as _json_safe
 from models import plots
-from models.checkpoint import Normalizer, _json_safe
+from models.checkpoint import Normalizer
 from models.latent import slerp
 from models.losses import two_point_s2  # noqa: F401  (re-exported)
 

@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.layers import activation as _act
+from models.layers import norm_layer as _norm
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
 
 NOISE_SEED = 0  # seed of the fixed noise field that makes decode(z) deterministic
@@ -51,19 +53,6 @@ def stage_sizes(size: int, n_stages: int, kernel_size: int = 3) -> list[int]:
             raise ValueError(f"input size {size} is too small for {n_stages} stride-2 stages")
         sizes.append(s)
     return sizes
-
-
-def _norm(kind: str, dims: int, channels: int) -> nn.Module:
-    if kind == "batch":
-        return (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels)
-    if kind == "group":
-        groups = math.gcd(channels, 8)
-        return nn.GroupNorm(groups, channels)
-    return nn.Identity()
-
-
-def _act(kind: str) -> nn.Module:
-    return {"relu": nn.ReLU, "silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[kind]()
 
 
 def pixel_shuffle(x: torch.Tensor, dims: int) -> torch.Tensor:

@@ -21,24 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import parse_override
 from models.checkpoint import Normalizer, known_mask, read_config
-from models.common import EpochTrainer, setup_optimization
-from models.config import PVAEConfig, load_config, parse_override
+from models.common import EpochTrainer, batches, setup_optimization
+from models.config import PVAEConfig, load_config
 from models.losses import pvae_loss
 from models.pvae import PVAE
-from models.surrogate_augment import symmetry_group
+from models.surrogate.augment import symmetry_group
 
 TERMS = ("loss", "recon", "kl", "prop", "morph")
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Index batches of a (shuffled when generator is given) epoch; a trailing batch of 1 is
-    dropped when training (BatchNorm cannot normalise a single sample)."""
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    parts = list(order.split(batch_size))
-    if generator is not None and len(parts) > 1 and len(parts[-1]) == 1:
-        parts = parts[:-1]
-    return parts
 
 
 class Trainer(EpochTrainer):
@@ -137,10 +128,10 @@ class Trainer(EpochTrainer):
         model.train()
         sums = dict.fromkeys(TERMS, 0.0)
         n_seen = 0
-        batches = _batches(len(self.x_train), cfg.batch_size, self.loader_rng)
+        epoch_batches = batches(len(self.x_train), cfg.batch_size, self.loader_rng)
         beta = cfg.beta
-        for b, idx in enumerate(batches):
-            beta = self.beta_at(self.epoch + b / len(batches))
+        for b, idx in enumerate(epoch_batches):
+            beta = self.beta_at(self.epoch + b / len(epoch_batches))
             x, y, m = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train), augment=True)
             with self._autocast():
                 out = model(x)
@@ -150,35 +141,15 @@ class Trainer(EpochTrainer):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
                                          f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
                                          f"prop {terms['prop'].item():.4g}; lr {cfg.lr:g})")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(terms["loss"]).backward()
-            if cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self._step(terms["loss"])
             n = len(idx)
             n_seen += n
             for k in TERMS:
                 sums[k] += terms[k].item() * n
         train_time = time.perf_counter() - t0
         self.fit_prior()
-        val = self.validate()
-        lr = self.optimizer.param_groups[0]["lr"]
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(val["loss"])
-        elif self.scheduler is not None:
-            self.scheduler.step()
-        self.epoch += 1
-        metrics = {"epoch": self.epoch}
-        metrics.update({f"train_{k}": sums[k] / max(n_seen, 1) for k in TERMS})
-        metrics.update({f"val_{k}": v for k, v in val.items()})
-        metrics.update({"lr": lr, "beta_eff": beta, "train_samples_per_s": n_seen / max(train_time, 1e-9),
-                        "epoch_time_s": time.perf_counter() - t0})
-        self._update_best(metrics["val_loss"])
-        metrics["best_val"] = self.best_val
-        self.history.append(metrics)
-        return metrics
+        train = {f"train_{k}": sums[k] / max(n_seen, 1) for k in TERMS}
+        return self._end_epoch(train, self.validate(), t0, n_seen, train_time, beta_eff=beta)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -186,7 +157,7 @@ class Trainer(EpochTrainer):
         (so val_loss is one fixed objective across epochs, warm-up or not)."""
         self.model.eval()
         sums = dict.fromkeys(TERMS, 0.0)
-        for idx in _batches(len(self.x_val), self.cfg.eval_batch_size, None):
+        for idx in batches(len(self.x_val), self.cfg.eval_batch_size, None):
             x, y, m = self._to_device(*self._index(idx, self.x_val, self.y_val, self.m_val))
             with self._autocast():
                 out = self.model(x)
@@ -220,7 +191,7 @@ class Trainer(EpochTrainer):
         was = model.training
         model.eval()
         mus = []
-        for idx in _batches(len(self.x_train), self.cfg.eval_batch_size, None):
+        for idx in batches(len(self.x_train), self.cfg.eval_batch_size, None):
             x = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train))[0]
             with self._autocast():
                 mus.append(model.encode(x)[0].float().cpu())

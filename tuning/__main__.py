@@ -1,6 +1,4 @@
-import sys
-
-from data_pipeline.cli import dispatch
+from core.cli import stage_main
 
 VERBS = {
     "run": ("tuning.run_cli", "run a Ray Tune study of the pVAE or the surrogate (one MLflow run per trial)"),
@@ -10,4 +8,4 @@ VERBS = {
 }
 
 if __name__ == "__main__":
-    sys.exit(dispatch("tuning", VERBS))
+    stage_main("tuning", VERBS)

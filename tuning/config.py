@@ -1,7 +1,7 @@
 """The one flat config of the tuning stage (a study or an ablation) and its search-space parser.
 
 A study YAML names the model to tune (``model:``, a key of :data:`MODELS`: ``pvae``, the default,
-or ``surrogate``, the CNN permeability surrogate of models/surrogate.py), the dataset, the fixed
+or ``surrogate``, the CNN permeability surrogate of models/surrogate/), the dataset, the fixed
 training settings (``train:``, fields of that model's config dataclass: ``models.config.PVAEConfig``
 or ``models.surrogate.SurrogateConfig``), the search space (``search_space:``, distributions over
 fields of the same config) and how Ray Tune searches, schedules, checkpoints and places trials.
@@ -44,7 +44,7 @@ DISTRIBUTIONS = {
 }
 SEARCHERS = ("hyperopt", "random", "grid")
 SCHEDULERS = ("asha", "fifo")
-#: The hyperparameters users tune (DESIGN.md); every pVAE study logs them as MLflow params.
+#: The hyperparameters users tune; every pVAE study logs them as MLflow params.
 CORE_PARAMS = ("latent_dim", "beta", "lr", "dataset_size", "regressor_depth")
 
 
@@ -125,7 +125,7 @@ class StudyConfig:
         model ("pvae" | "surrogate", a key of MODELS): whose config ``train`` and ``search_space``
         hold and which trainer the trials run.
     Data
-        dataset (folder of a DESIGN.md dataset), build_config (a data_pipeline build YAML used to
+        dataset (a dataset folder, README "On-disk dataset"), build_config (a data_pipeline build YAML used to
         build ``dataset`` when it is missing; None = fail if missing).
     Training
         train_config (a models YAML of the model, its base config; None = defaults), train (fixed
@@ -277,11 +277,6 @@ def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
         raise ValueError(f"{path}: a study config must be a mapping of key: value")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return StudyConfig.from_dict(data, source=str(path))
-
-
-def training_fields(model: str = "pvae") -> set[str]:
-    """Field names of the training config of ``model`` (what train/search_space may hold)."""
-    return model_spec(model).field_names()
 
 
 def is_grid(spec: Any) -> bool:

@@ -90,9 +90,7 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    # trial workers import models/, tuning/, data_pipeline/ from the repository
-    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    # trial workers import models/, tuning/, data_pipeline/ through the editable install (pyproject.toml)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = dict(include_dashboard=False, log_to_driver=True)
     if address is None:

@@ -26,65 +26,16 @@ from typing import Any
 
 from ray import tune
 
-#: Experiment tag that makes the MLflow UI open in its model-training view (PITFALLS.md).
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# the MLflow basics live in the bottom layer; re-exported for the tuning stage
+from core.tracking import (EXPERIMENT_KIND, artifact_root, client,  # noqa: F401
+                           get_or_create_experiment, resolve_tracking_uri)
+
 TRIAL_TAG = "ray.trial_id"
 STUDY_TAG = "tune.experiment_path"
 ROOT = Path(__file__).resolve().parents[1]
 #: Ray bookkeeping keys of a result that are not worth a metric each.
 _SKIP_METRICS = {"training_iteration", "timestamp", "time_total_s", "pid", "time_since_restore",
                  "iterations_since_restore", "done", "epoch", "completed", "checkpoint_dir_name"}
-
-
-def resolve_tracking_uri(config_uri: str | None = None, storage_path: str | os.PathLike = "runs",
-                         explicit: str | None = None) -> str:
-    """The tracking URI a command uses (see module doc for the order)."""
-    for uri in (explicit, os.environ.get("MLFLOW_TRACKING_URI"), config_uri):
-        if uri:
-            return uri
-    if "://" in str(storage_path):  # s3:// storage: no local folder to put the store in
-        folder = ROOT / "runs"
-    else:
-        folder = Path(storage_path).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def artifact_root(tracking_uri: str) -> str | None:
-    """Artifact location for new experiments of a SQLite store (``<db folder>/mlartifacts``);
-    None for a tracking server, which chooses its own (``--artifacts-destination``)."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
-
-
-def client(tracking_uri: str):
-    """A client of this store for runs AND the model registry (never the process-wide registry URI,
-    which an earlier call in the same process may have pointed elsewhere)."""
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def get_or_create_experiment(tracking_uri: str, name: str) -> str:
-    """Experiment id of ``name`` (created with the model-training view tag when missing)."""
-    c = client(tracking_uri)
-    exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise ValueError(f"MLflow experiment {name!r} is deleted in {tracking_uri}; restore it "
-                             "(mlflow experiments restore) or choose another name (experiment:)")
-        if exp.tags.get("mlflow.experimentKind") is None:
-            c.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
-        return exp.experiment_id
-    try:
-        return c.create_experiment(name, artifact_location=artifact_root(tracking_uri), tags=dict(EXPERIMENT_KIND))
-    except Exception:  # created meanwhile by another process
-        exp = c.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def git_commit() -> str:
@@ -113,7 +64,7 @@ def dataset_tags(dataset_dir: str | os.PathLike) -> dict[str, str]:
 def start_study_run(tracking_uri: str, experiment_id: str, experiment_path: str, run_name: str,
                     params: dict, tags: dict) -> str:
     """The parent run of a study: the existing one for ``experiment_path`` (resume) or a new one."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     c = client(tracking_uri)
     found = c.search_runs([experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{experiment_path}'",

@@ -148,7 +148,7 @@ def get_step(lat: Lattice, B: int, dtype, stokes: bool = True) -> tuple[callable
                   f"import numpy as np\nfrom numba import njit, prange\nT = np.{tname}\n\n"
                   f"@njit(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)\n"
                   + src + "\n\n"
-                  f"@njit(fastmath=True, boundscheck=False, nogil=True, cache=True)\n" + serial
+                  "@njit(fastmath=True, boundscheck=False, nogil=True, cache=True)\n" + serial
                   + "\n\n@njit(nogil=True, cache=True)\n" + _RUN_SERIAL)
     digest = hashlib.sha1((module_src + numba.__version__).encode()).hexdigest()[:12]
     fn = None

@@ -19,13 +19,19 @@ DIAG = ["k_xx", "k_yy", "k_zz"]
 SOLVER = {"tol": 1e-5}
 
 
+def build_dataset(cfg, **kw):
+    """The build with the surrogate labeler the command line injects (data_pipeline never imports models)."""
+    from models.surrogate import load_checked_surrogate
+    return build.build_dataset(cfg, load_labeler=load_checked_surrogate, **kw)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A tiny surrogate (12^3, porosity + diagonal k) trained for 2 epochs on 12 solver-labeled samples."""
     from models.surrogate import SurrogateConfig, SurrogateTrainer
 
     root = tmp_path_factory.mktemp("surrogate")
-    data = build.build_dataset(build.BuildConfig(out=str(root / "train"), size=SIZE, n_samples=12, seed=100,
+    data = build_dataset(build.BuildConfig(out=str(root / "train"), size=SIZE, n_samples=12, seed=100,
                                                  generators=GENS, solver=SOLVER, parallel="serial"), progress=False)
     cfg = SurrogateConfig(dims=3, input_size=SIZE, components=["porosity"] + DIAG, scales=2, channels=[4, 8],
                           head_width=16, batch_size=4, epochs=2, num_threads=1, device="cpu",
@@ -44,7 +50,7 @@ def test_surrogate_labels_every_row_without_the_solver(model, tmp_path, monkeypa
     def no_solver(*a, **k):
         raise AssertionError("the solver must not run with label: surrogate")
     monkeypatch.setattr(build, "label_sample", no_solver)
-    out = build.build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate", surrogate_batch_size=3),
+    out = build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate", surrogate_batch_size=3),
                               progress=False)
     props = read_properties(out)
     assert len(props) == 8 and (props.labeler == "surrogate").all() and (props.status == "ok").all()
@@ -57,13 +63,13 @@ def test_surrogate_labels_every_row_without_the_solver(model, tmp_path, monkeypa
     assert meta["labeling"]["labelers"] == {"surrogate": 8}
     assert len(VoxelDataset(out, split="all")) == 8 and labeled_table(out, labelers=["lbm"]).empty
     capfd.readouterr()
-    build.build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate"), progress=False)
+    build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate"), progress=False)
     assert "8 already labeled, labeling 0" in capfd.readouterr().out
 
 
 def test_mixed_records_labeler_per_row_and_reproduces(model, tmp_path, capfd):
     cfg = cfg_for(tmp_path / "a", model, label="mixed", lbm_fraction=0.5, n_samples=10, seed=4)
-    out = build.build_dataset(cfg, progress=False)
+    out = build_dataset(cfg, progress=False)
     printed = capfd.readouterr().out
     props = read_properties(out).set_index("sample_id")
     expected = assign_labelers(list(props.index), "mixed", 0.5, seed=4)
@@ -88,7 +94,7 @@ def test_mixed_records_labeler_per_row_and_reproduces(model, tmp_path, capfd):
     assert len(VoxelDataset(out, split="all", labelers=["surrogate"])) == len(sur)
 
     # the same seed into another folder: same assignment, same values
-    again = read_properties(build.build_dataset(cfg_for(tmp_path / "b", model, label="mixed", lbm_fraction=0.5,
+    again = read_properties(build_dataset(cfg_for(tmp_path / "b", model, label="mixed", lbm_fraction=0.5,
                                                         n_samples=10, seed=4), progress=False)).set_index("sample_id")
     assert again.labeler.equals(props.labeler)
     cols = ["porosity", *DIAG, "k_xy", "k_xz", "k_yz", "steps", RELERR]
@@ -111,13 +117,13 @@ def test_assignment_is_per_sample_nested_and_near_the_fraction():
 
 
 def test_resume_rules_mode_change_and_model_change(model, tmp_path, capfd):
-    out = build.build_dataset(cfg_for(tmp_path / "ds", model, label="mixed", lbm_fraction=0.5, n_samples=6,
+    out = build_dataset(cfg_for(tmp_path / "ds", model, label="mixed", lbm_fraction=0.5, n_samples=6,
                                       seed=4), progress=False)
     first = read_properties(out).set_index("sample_id")
     n_lbm = int((first.labeler == "lbm").sum())
     capfd.readouterr()
     # label: surrogate keeps the solver rows (never replaced by a cheaper label)
-    build.build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate", n_samples=6, seed=4), progress=False)
+    build_dataset(cfg_for(tmp_path / "ds", model, label="surrogate", n_samples=6, seed=4), progress=False)
     assert "6 already labeled, labeling 0" in capfd.readouterr().out
     # a different model: its surrogate rows are relabeled, the check recomputed, the model recorded
     other = tmp_path / "other_model"
@@ -125,7 +131,7 @@ def test_resume_rules_mode_change_and_model_change(model, tmp_path, capfd):
     norm = json.loads((other / "norm.json").read_text())
     norm["mean"] = [m + 0.3 for m in norm["mean"]]  # shifts every log10 k prediction
     (other / "norm.json").write_text(json.dumps(norm))
-    build.build_dataset(cfg_for(tmp_path / "ds", other, label="surrogate", n_samples=6, seed=4), progress=False)
+    build_dataset(cfg_for(tmp_path / "ds", other, label="surrogate", n_samples=6, seed=4), progress=False)
     assert f"{n_lbm} already labeled, labeling {6 - n_lbm}" in capfd.readouterr().out
     second = read_properties(out).set_index("sample_id")
     s_ids = first.index[first.labeler == "surrogate"]
@@ -137,7 +143,7 @@ def test_resume_rules_mode_change_and_model_change(model, tmp_path, capfd):
     assert meta["labeling"]["surrogate"]["folder"] == str(other)
     # label: lbm relabels exactly the surrogate rows with the solver, keeps the solver rows as they were
     capfd.readouterr()
-    build.build_dataset(cfg_for(tmp_path / "ds", model, label="lbm", n_samples=6, seed=4), progress=False)
+    build_dataset(cfg_for(tmp_path / "ds", model, label="lbm", n_samples=6, seed=4), progress=False)
     assert f"{n_lbm} already labeled, labeling {6 - n_lbm}" in capfd.readouterr().out
     third = read_properties(out).set_index("sample_id")
     assert (third.labeler == "lbm").all() and (third.status == "ok").all()
@@ -152,13 +158,13 @@ def test_errors_missing_model_mismatch_fraction(model, tmp_path):
     with pytest.raises(DataError, match=r"lbm_fraction must be in \[0, 1\], got 1.5"):
         build.BuildConfig(out=str(tmp_path / "x"), label="mixed", surrogate=str(model), lbm_fraction=1.5)
     with pytest.raises(DataError, match="is not a folder"):
-        build.build_dataset(cfg_for(tmp_path / "x", tmp_path / "nope", label="surrogate"), progress=False)
+        build_dataset(cfg_for(tmp_path / "x", tmp_path / "nope", label="surrogate"), progress=False)
     with pytest.raises(DataError, match="config.json: missing"):
-        build.build_dataset(cfg_for(tmp_path / "x", tmp_path, label="surrogate"), progress=False)
+        build_dataset(cfg_for(tmp_path / "x", tmp_path, label="surrogate"), progress=False)
     with pytest.raises(DataError, match=r"takes dims 3 volumes of 12\^3 voxels; the dataset has dims 3, shape \[16"):
-        build.build_dataset(cfg_for(tmp_path / "x", model, label="mixed", size=16), progress=False)
+        build_dataset(cfg_for(tmp_path / "x", model, label="mixed", size=16), progress=False)
     with pytest.raises(DataError, match="the dataset has dims 2"):
-        build.build_dataset(cfg_for(tmp_path / "x", model, label="surrogate", dims=2), progress=False)
+        build_dataset(cfg_for(tmp_path / "x", model, label="surrogate", dims=2), progress=False)
     assert not (tmp_path / "x").exists()  # refused before anything is written
     # the command line: same checks, exit status 2 with the reason
     cfg_path = tmp_path / "c.yaml"
@@ -174,8 +180,8 @@ def test_errors_missing_model_mismatch_fraction(model, tmp_path):
 @pytest.mark.slow
 def test_mixed_through_ray_matches_serial(model, tmp_path):
     kw = dict(label="mixed", lbm_fraction=0.5, n_samples=6, seed=4)
-    ray_out = build.build_dataset(cfg_for(tmp_path / "ray", model, parallel="ray", num_cpus=2, **kw), progress=False)
-    ser_out = build.build_dataset(cfg_for(tmp_path / "ser", model, **kw), progress=False)
+    ray_out = build_dataset(cfg_for(tmp_path / "ray", model, parallel="ray", num_cpus=2, **kw), progress=False)
+    ser_out = build_dataset(cfg_for(tmp_path / "ser", model, **kw), progress=False)
     a, b = read_properties(ray_out).set_index("sample_id"), read_properties(ser_out).set_index("sample_id")
     assert a.labeler.equals(b.labeler) and (a.labeler == "lbm").any()
     cols = ["porosity", *DIAG, RELERR]

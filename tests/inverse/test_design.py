@@ -3,7 +3,6 @@
 One module-scoped fixture builds the dataset (24 blobs of 16^3 labeled by the real solver at a
 loose tolerance, the same settings verify the candidates) and trains the model for a few epochs.
 """
-import os
 
 import numpy as np
 import pandas as pd
@@ -176,7 +175,7 @@ def test_promoted_model_is_resolved_from_the_registry(trained, tmp_path, monkeyp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    from tuning.tracking import get_or_create_experiment
+    from core.tracking import get_or_create_experiment
     exp_id = get_or_create_experiment(uri, "trials")  # artifacts under tmp_path, not ./mlruns
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.set_tags({"best_checkpoint": str(trained["root"] / "train"), "dataset": str(trained["data"])})

@@ -9,7 +9,7 @@ import torch
 from data_pipeline.io import read_properties, write_properties
 from models.surrogate import (MultiscaleCNN, SurrogateConfig, SurrogateTrainer, load_surrogate,
                               load_surrogate_config, main)
-from models.surrogate_cli import evaluate_surrogate
+from models.surrogate.evaluate import evaluate_surrogate
 from models.toy import make_toy_dataset
 
 PROPS3 = ["porosity", "k_xx", "k_yy", "k_zz"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from data_pipeline.io import K_COLUMNS
-from models.surrogate_augment import (Symmetry, TensorAugmenter, all_symmetries, symmetry_group,
+from models.surrogate.augment import (Symmetry, TensorAugmenter, all_symmetries, symmetry_group,
                                       tensor_from_row)
 from models.toy import kozeny_carman_proxy, toy_volume
 

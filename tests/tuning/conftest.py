@@ -6,7 +6,6 @@ dataset in the DESIGN.md layout, and the solver is tested in tests/data_pipeline
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -25,3 +25,8 @@ def dispatch(stage: str, verbs: dict[str, tuple[str, str]], argv: list[str] | No
         return 2
     module = importlib.import_module(verbs[verb][0])
     return int(module.main(rest) or 0)
+
+
+def stage_main(stage: str, verbs: dict[str, tuple[str, str]]) -> None:
+    """The whole body of a stage's ``__main__``: dispatch ``sys.argv`` and exit with its status."""
+    sys.exit(dispatch(stage, verbs))

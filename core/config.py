@@ -1,0 +1,129 @@
+"""Flat config dataclasses: one per stage, every field a plain value, unknown keys fail at once.
+
+:class:`FlatConfig` gives a dataclass ``from_dict`` (unknown key -> ValueError naming it and the
+source), ``to_dict``, ``replace`` and ``to_json``; :func:`load_config_file` reads a flat YAML (or
+JSON) file into one, errors naming the file and the key; :func:`parse_override` reads the
+``--set key=value`` of a command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+
+def unknown_key_error(key: str, valid, source: str | None = None, what: str = "config") -> ValueError:
+    """The one wording of an unknown key: ``<source>: Unknown <what> key 'k'; valid keys: ...``."""
+    prefix = f"{source}: " if source else ""
+    return ValueError(f"{prefix}Unknown {what} key {key!r}; valid keys: {', '.join(sorted(valid))}")
+
+
+def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "config file") -> dict:
+    """The mapping of a YAML (or JSON) file; ``error`` naming the file when missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise (FileNotFoundError if error is ValueError else error)(f"{path}: {what} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: a {what} must be a flat mapping of key: value")
+    return data
+
+
+class FlatConfig:
+    """Mixin for a flat config dataclass: from_dict (unknown key -> ValueError naming it),
+    to_dict, replace, to_json. Values that searchers hand back as numpy scalars or as floats
+    of int fields (hyperopt's quniform) are coerced to plain Python values of the field's type."""
+
+    #: the word in "unknown <WHAT> key" errors
+    WHAT = "config"
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str | None = None):
+        """Build a config from a flat dict; an unknown key or a bad value raises ValueError naming
+        it (prefixed with ``source``, e.g. the file, when given)."""
+        fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        for key in d:
+            if key not in fields:
+                raise unknown_key_error(key, fields, source, cls.WHAT)
+        kwargs = {}
+        for k, v in d.items():
+            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars
+                v = v.item()
+            kind = fields[k]
+            if kind.startswith("list") and v is not None:
+                v = [int(x) for x in v] if kind == "list[int]" else list(v)
+            elif kind.startswith("int") and isinstance(v, float) and v.is_integer():
+                v = int(v)
+            kwargs[k] = v
+        if source is None:
+            return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (unknown keys raise, like from_dict)."""
+        return type(self).from_dict({**self.to_dict(), **changes}, source="<replace>")
+
+    def to_json(self, path: str | Path) -> None:
+        from core.io import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def load_config_file(cls, path=None, overrides: dict | None = None, skip_none: bool = False):
+    """A ``cls`` (a FlatConfig) from a flat YAML/JSON file (None = the defaults) and overrides.
+
+    Errors name the file (``<defaults>`` without one) and the key. ``skip_none``: override values
+    that are None (command-line options not given) leave the file's value.
+    """
+    data = read_yaml_mapping(path) if path is not None else {}
+    data.update({k: v for k, v in (overrides or {}).items() if not (skip_none and v is None)})
+    return cls.from_dict(data, source=str(path) if path is not None else "<defaults>")
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+class Check:
+    """``bad(name, why)`` of a config's ``validate``: raises ValueError naming the field and its value."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def bad(self, name: str, why: str):
+        raise ValueError(f"config field {name!r} = {getattr(self.cfg, name)!r}: {why}")
+
+    def one_of(self, name: str, allowed) -> None:
+        if getattr(self.cfg, name) not in allowed:
+            self.bad(name, f"must be one of {tuple(allowed)}")
+
+    def at_least(self, names, low, why: str | None = None) -> None:
+        for name in names:
+            if float(getattr(self.cfg, name)) < low:
+                self.bad(name, why or f"must be >= {low}")
+
+    def device(self, name: str = "device") -> None:
+        value = getattr(self.cfg, name)
+        if value not in ("auto", "cpu") and not str(value).startswith("cuda"):
+            self.bad(name, "must be 'auto', 'cpu' or 'cuda[:N]'")
+
+    def fractions(self, name: str = "split_fractions") -> None:
+        value = getattr(self.cfg, name)
+        if len(value) != 3 or abs(sum(value) - 1) > 1e-6:
+            self.bad(name, "must be three fractions summing to 1")
