@@ -529,9 +529,10 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             ray.init(address=cfg.address, runtime_env=runtime_env)
         elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job or a SLURM allocation: join that cluster
             ray.init()
-        else:  # workers of a local Ray must import data_pipeline from this checkout
+        else:  # no cluster named: a local Ray of our own, whatever a dead head's marker says (address="local");
+            # its workers must import data_pipeline from this checkout
             pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
-            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False,
+            ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False,
                      runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
         started = True
     try:
