@@ -519,8 +519,9 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             ray.init(address=cfg.address, runtime_env=runtime_env)
         elif os.environ.get("RAY_ADDRESS"):  # inside a Ray job or a SLURM allocation: join that cluster
             ray.init()
-        else:  # local Ray: workers import the project through its editable install (pyproject.toml)
-            ray.init(num_cpus=cfg.num_cpus, include_dashboard=False)
+        else:  # no cluster named: a local Ray of our own, whatever a dead head's marker says (address="local");
+            # workers import the project through its editable install (pyproject.toml)
+            ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=False)
         started = True
     try:
         resources = ray.cluster_resources()

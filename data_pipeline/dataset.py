@@ -1,7 +1,9 @@
 """The torch ``Dataset`` over an on-disk dataset, with seeded train/val/test splits.
 
 Volumes are decoded from TIFF once into a uint8 cache file (``<root>/cache/volumes-<key>.npy``,
-memory-mapped afterwards), so a training epoch is bound by the model, not by TIFF decoding.
+memory-mapped afterwards), so a training epoch is bound by the model, not by TIFF decoding. The key
+covers the ids, the shape and each TIFF's size, mtime and inode: a volume replaced under the same
+id gets a new cache, never the stale one.
 """
 from __future__ import annotations
 
@@ -97,10 +99,21 @@ def dataset_hash(root: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def _file_stamp(path: Path) -> list[int]:
+    """(size, mtime_ns, inode) of a volume file: changes when the file is rewritten (write_volume
+    replaces it atomically: new inode), so a cache key built from it follows the content."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (its sample is in properties.csv)") from None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def _volume_cache(root: Path, ids: list[str], shape: tuple[int, ...]) -> np.memmap:
     """uint8 memmap (N, *shape) of the volumes of ``ids``, built once and reused."""
     cache_dir = root / "cache"
-    key = hashlib.sha256(json.dumps([ids, list(shape)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([ids, list(shape), [_file_stamp(volume_path(root, sid)) for sid in ids]])
+                         .encode()).hexdigest()[:16]
     path = cache_dir / f"volumes-{key}.npy"
     full = (len(ids), *shape)
     if not path.is_file():

@@ -57,13 +57,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
+            from data_pipeline.io import read_tiff
 
-            with tifffile.TiffFile(path) as tf:
+            def load(tf):  # strict: a truncated or damaged TIFF is an error, not a partial image
                 arr = tf.asarray()
                 colour = tf.pages[0].photometric in (2, 6)  # RGB, YCbCr
                 if colour and tf.pages[0].planarconfig == 2:  # separate planes: (..., S, Y, X)
                     arr = np.moveaxis(arr, -3, -1)  # (..., Y, X, S)
+                return arr, colour
+
+            arr, colour = read_tiff(path, load)
         else:
             from PIL import Image
 
@@ -73,8 +76,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
                 if img.mode == "LA":
                     img = img.getchannel(0)
                 arr = np.asarray(img.convert("RGB") if colour else img)
+    except DataError as exc:
+        raise DataError(str(exc).replace("not a readable TIFF image", "not a readable image")) from None
     except Exception as exc:  # each library raises its own types on non-image input
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     if colour:
         rgb = arr[..., :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):

@@ -5,6 +5,7 @@ Vocabulary: ``im`` is a bool array, True = pore. On disk a volume is a uint8 TIF
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -52,6 +53,56 @@ def write_volume(path: str | os.PathLike, im: np.ndarray) -> None:
         tifffile.imwrite(tmp, data, photometric="minisblack", compression=None)
 
 
+class _LogCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def read_tiff(path: str | os.PathLike, fn=None):
+    """Open a TIFF strictly and return ``fn(tif)`` (default: the whole image as an array).
+
+    tifffile reads what it can of a truncated file and only logs the rest ("invalid page offset"):
+    here any such complaint, or a page whose data runs past the end of the file, is an error.
+
+    Raises
+    ------
+    DataError : one line naming the file: not a TIFF, or truncated / corrupt.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    capture = _LogCapture()
+    log = logging.getLogger("tifffile")
+    log.addHandler(capture)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            out = tif.asarray() if fn is None else fn(tif)
+            for page in tif.pages:
+                ends = [int(o) + int(n) for o, n in zip(page.dataoffsets, page.databytecounts)]
+                if any(e > size for e in ends):
+                    raise DataError(f"{path}: truncated TIFF (page data ends at byte {max(ends)}, "
+                                    f"the file has {size})")
+    except DataError:
+        raise
+    except Exception as exc:  # tifffile raises several types for non-TIFF or damaged input
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        what = "truncated or corrupt TIFF" if magic[:2] in (b"II", b"MM") else "not a readable TIFF image"
+        raise DataError(f"{path}: {what} ({type(exc).__name__}: {_one_line(exc)})") from None
+    finally:
+        log.removeHandler(capture)
+    if capture.messages:
+        raise DataError(f"{path}: truncated or corrupt TIFF (tifffile: {_one_line(capture.messages[0])})")
+    return out
+
+
 def read_volume(path: str | os.PathLike, pore_value: int | None = None) -> np.ndarray:
     """Read a binary TIFF volume as a bool array (True = pore).
 
@@ -67,11 +118,7 @@ def read_volume(path: str | os.PathLike, pore_value: int | None = None) -> np.nd
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    try:
-        arr = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises several types for non-TIFF input
-        raise DataError(f"{path}: not a readable TIFF image ({exc})") from exc
-    arr = np.squeeze(arr)
+    arr = np.squeeze(read_tiff(path))
     if arr.ndim not in (2, 3):
         raise DataError(f"{path}: expected a 2D image or 3D page stack, got shape {arr.shape}")
     values = np.unique(arr)

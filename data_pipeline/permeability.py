@@ -69,11 +69,14 @@ class PermeabilityResult:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self, voxel_size: float | None = None) -> dict:
-        """JSON-able dict; with ``voxel_size`` (m) adds ``permeability_m2`` and ``permeability_mD``."""
+        """Strict-JSON dict; with ``voxel_size`` (m) adds ``permeability_m2`` and ``permeability_mD``.
+
+        Tensor entries that were not computed (columns of axes not driven, NaN in ``k``) are None
+        (JSON null), never NaN: strict parsers (jq, ``json.loads(parse_constant=...)``) refuse NaN."""
         k = np.asarray(self.k, dtype=float)
         out = {
             "porosity": float(self.porosity),
-            "permeability": k.tolist(),
+            "permeability": _nullable(k),
             "units": "lattice (voxel^2)",
             "converged": bool(self.converged),
             "steps": int(self.steps),
@@ -93,9 +96,14 @@ class PermeabilityResult:
                 raise ValueError(f"voxel_size must be positive (metres), got {voxel_size!r}")
             k_m2 = k * float(voxel_size) ** 2
             out["voxel_size"] = float(voxel_size)
-            out["permeability_m2"] = k_m2.tolist()
-            out["permeability_mD"] = (k_m2 / MILLIDARCY_M2).tolist()
-        return out
+            out["permeability_m2"] = _nullable(k_m2)
+            out["permeability_mD"] = _nullable(k_m2 / MILLIDARCY_M2)
+        return {key: (None if isinstance(v, float) and not np.isfinite(v) else v) for key, v in out.items()}
+
+
+def _nullable(a: np.ndarray) -> list:
+    """Nested list of ``a`` with non-finite entries as None (JSON null)."""
+    return np.where(np.isfinite(a), a, None).tolist()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = {"file": str(args.file), "shape": list(im.shape), **res.to_dict(voxel_size=args.voxel_size)}
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps(out, allow_nan=False))  # strict JSON: null, never NaN
     else:
         names = "xyz"[:im.ndim]
         print(f"{args.file}: shape {tuple(im.shape)}, porosity {res.porosity:.4f}, "
               f"converged {res.converged} after {res.steps} steps (residual {res.residual:.2e}, "
               f"max Mach {res.max_mach:.3g}, Re {res.reynolds:.3g})")
-        k = np.asarray(out["permeability_mD"] if args.voxel_size else out["permeability"])
+        k = np.asarray(out["permeability_mD"] if args.voxel_size else out["permeability"], dtype=float)
         unit = "mD" if args.voxel_size else "voxel^2"
         for i, a in enumerate(names):
             print(f"  k_{a}* [{unit}]: " + "  ".join(f"{v:12.5g}" for v in k[i]))

@@ -85,7 +85,11 @@ def base_training_config(cfg: StudyConfig, dataset_dir: Path) -> dict:
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Start (local) or connect to Ray unless already initialized; True when this call started it."""
+    """Start (local) or connect to Ray unless already initialized; True when this call started it.
+
+    A cluster only when one is named (``address`` / ``ray_address`` / ``--address``, or
+    ``RAY_ADDRESS``, which a Ray job sets); otherwise a fresh local Ray (``address="local"``), whatever
+    Ray's ``ray_current_cluster`` marker says (a killed ``ray start`` head leaves it behind)."""
     import ray
 
     if ray.is_initialized():
@@ -93,7 +97,9 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
     # trial workers import models/, tuning/, data_pipeline/ through the editable install (pyproject.toml)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs = dict(include_dashboard=False, log_to_driver=True)
-    if address is None:
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = "local"
+    if address == "local":
         kwargs["num_cpus"] = num_cpus
     ray.init(address=address, **kwargs)
     return True

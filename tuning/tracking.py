@@ -111,7 +111,12 @@ class MLflowTrialCallback(tune.Callback):
     the study's model config: for the pVAE it includes the core params latent_dim, beta, lr,
     dataset_size, regressor_depth; for the surrogate every SurrogateConfig field), tags (Ray trial
     id, dataset id and hash, git commit, ``model``). Every result: its numeric metrics at
-    ``step = epoch``, plus ``best_<metric>``. Every checkpoint: the tag ``best_checkpoint`` follows the
+    ``step = epoch``, plus ``best_<metric>``, written once the epoch's checkpoint is registered
+    (``on_checkpoint``) and Tune saves its experiment state (``get_state``; also at the trial's end):
+    an epoch whose checkpoint was lost (node died between report and save) or that a resumed study
+    runs again (killed driver: Tune restores its last saved state) is logged once, with the value of
+    the run that produced the kept checkpoint. Re-reported epochs are counted in the tag
+    ``repeated_epochs``. Every checkpoint: the tag ``best_checkpoint`` follows the
     best one; a checkpoint holding ``eval/`` (the trial's final evaluation) has its figures and
     metrics logged as artifacts. End: status FINISHED (tag ``stopped_by_scheduler`` when ASHA ended it
     early) or FAILED with the error in the tag ``error``.
@@ -133,13 +138,33 @@ class MLflowTrialCallback(tune.Callback):
         self._repeated: dict[str, int] = {}  # trial id -> epochs reported again after a restore
         self._nodes: dict[str, list[str]] = {}  # trial id -> Ray node ids it ran on
         self._pending: dict[str, list] = {}
+        self._reported: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> metrics, checkpoint not yet saved
+        self._ready: dict[str, dict[int, list]] = {}  # trial id -> epoch -> Metric list, checkpoint registered
+        self._logged: dict[str, int] = {}  # trial id -> last epoch written to MLflow
         self._client = None
 
-    def __getstate__(self):  # pickled into the experiment state (Tuner.restore): no live client
+    def __getstate__(self):  # pickled into tuner.pkl at the start: no live client, nothing in flight
         state = dict(self.__dict__)
         state["_client"] = None
         state["_pending"] = {}
+        state["_reported"] = {}
+        state["_ready"] = {}
         return state
+
+    # --- Tune's experiment-state hooks: what a resumed study (Tuner.restore) starts from ------
+    _STATE_KEYS = ("_runs", "_best", "_last_step", "_repeated", "_nodes", "_logged")
+
+    def get_state(self) -> dict:
+        """Called when Tune saves its experiment state (with every trial's registered checkpoint):
+        the epochs of those checkpoints are final now, write them; then this callback's state."""
+        for tid in list(self._ready):
+            self._write(tid)
+        return {k: getattr(self, k) for k in self._STATE_KEYS}
+
+    def set_state(self, state: dict) -> None:
+        for k in self._STATE_KEYS:
+            if k in state:
+                setattr(self, k, dict(state[k]))
 
     def _log_async(self, trial, run_id: str, metrics=(), tags=()) -> None:
         """log_batch off the driver's critical path (a trial waits for the driver between epochs);
@@ -178,6 +203,11 @@ class MLflowTrialCallback(tune.Callback):
             best = found.data.metrics.get(f"best_{self.metric}")
             if best is not None:
                 self._best[tid] = best
+            if tid not in self._logged:  # restored without this callback's state: what MLflow holds
+                hist = self.client.get_metric_history(run_id, self.metric)
+                if hist:
+                    self._logged[tid] = max(m.step for m in hist)
+                    self._last_step[tid] = max(self._last_step.get(tid, -1), self._logged[tid])
         else:
             from mlflow.entities import Param
 
@@ -195,42 +225,68 @@ class MLflowTrialCallback(tune.Callback):
         self.run_id(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
         run_id = self.run_id(trial)
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in result.items()
-                   if k not in _SKIP_METRICS and _finite_number(v)]
-        value = result.get(self.metric)
-        if _finite_number(value):
-            tid = trial.trial_id
-            old = self._best.get(tid)
-            better = old is None or (value < old if self.mode == "min" else value > old)
-            if better:
-                self._best[tid] = float(value)
-            metrics.append(Metric(f"best_{self.metric}", self._best[tid], now, step))
+        step = _step(result)
         tags = []
         tid = trial.trial_id
+        reported = self._reported.setdefault(tid, {})
         if step <= self._last_step.get(tid, -1):
-            # an epoch re-run after a restore (the node died between its report and its checkpoint's
-            # registration): its history keeps the first value, one point per epoch; counted in a tag
-            metrics = []
+            # an epoch run again after a restore (its first run's checkpoint was never registered, or
+            # a resumed study went back to its last saved state): the first run's values are dropped
+            # unless already written (then the history keeps them, one point per epoch); counted in a tag
             self._repeated[tid] = self._repeated.get(tid, 0) + 1
             tags.append(RunTag("repeated_epochs", str(self._repeated[tid])))
+            for e in [e for e in reported if e >= step]:
+                del reported[e]
+        reported[step] = {k: float(v) for k, v in result.items() if k not in _SKIP_METRICS and _finite_number(v)}
         self._last_step[tid] = max(step, self._last_step.get(tid, -1))
         node = result.get("ray_node_id")
         if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
             self._nodes[trial.trial_id].append(node)  # every node the trial ran on, in order
             tags += [RunTag("ray.node_id", node), RunTag("ray.node_ids", ",".join(self._nodes[trial.trial_id]))]
-        if metrics or tags:
-            self._log_async(trial, run_id, metrics=metrics, tags=tags)
+        if tags:
+            self._log_async(trial, run_id, tags=tags)
+
+    def _accept(self, tid: str, step: int, result: dict | None = None) -> None:
+        """The epoch ``step`` of trial ``tid`` is kept (its checkpoint is registered, or the trial ended):
+        queue its metrics (and ``best_<metric>``) for writing."""
+        from mlflow.entities import Metric
+
+        values = self._reported.get(tid, {}).pop(step, None)
+        if values is None:
+            if result is None:
+                return
+            values = {k: float(v) for k, v in result.items() if k not in _SKIP_METRICS and _finite_number(v)}
+        value = values.get(self.metric)
+        if value is not None:
+            old = self._best.get(tid)
+            if old is None or (value < old if self.mode == "min" else value > old):
+                self._best[tid] = value
+            values[f"best_{self.metric}"] = self._best[tid]
+        now = int(time.time() * 1000)
+        self._ready.setdefault(tid, {})[step] = [Metric(k, v, now, step) for k, v in values.items()]
+
+    def _write(self, tid: str) -> None:
+        """Write the kept epochs of a trial not yet in MLflow (synchronously: a snapshot of Tune's
+        state that holds their checkpoints must not outlive a lost write)."""
+        ready = self._ready.pop(tid, {})
+        run_id = self._runs.get(tid)
+        if run_id is None:
+            return
+        metrics = [m for e in sorted(ready) if e > self._logged.get(tid, -1) for m in ready[e]]
+        for i in range(0, len(metrics), 1000):  # MLflow's log_batch limit
+            self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+        if ready:
+            self._logged[tid] = max(self._logged.get(tid, -1), max(ready))
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         from mlflow.entities import RunTag
 
         run_id = self.run_id(trial)
         result = trial.last_result or {}
+        self._accept(trial.trial_id, _step(result), result)
         value = result.get(self.metric)
         tags = []
         if _finite_number(value) and self._best.get(trial.trial_id) == float(value):
@@ -250,16 +306,33 @@ class MLflowTrialCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)
         result = trial.last_result or {}
-        self._flush(trial)
+        self._end(trial)
         if not result.get("completed"):
             self.client.set_tag(run_id, "stopped_by_scheduler", "true")
         self.client.set_terminated(run_id, status="FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)
-        self._flush(trial)
+        self._end(trial)
         self.client.set_tag(run_id, "error", trial_error(trial)[:5000])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+    def _end(self, trial) -> None:
+        """The trial is over: nothing runs again, every epoch it reported is kept; write them."""
+        tid = trial.trial_id
+        for step in sorted(self._reported.get(tid, {})):
+            self._accept(tid, step)
+        self._write(tid)
+        self._flush(trial)
+
+    def on_experiment_end(self, trials, **info):
+        for tid in list(self._ready):
+            self._write(tid)
+
+
+def _step(result: dict) -> int:
+    return int(result.get("epoch", result.get("training_iteration", 0)))
 
 
 def checkpoint_uri(checkpoint) -> str:

@@ -29,9 +29,13 @@ def free_port() -> int:
 
 
 class LocalCluster:
-    def __init__(self, head_cpus: int = 1):
+    def __init__(self, head_cpus: int = 1, own_tmpdir: bool = False):
+        """``own_tmpdir``: the nodes use ``<temp_dir>/ray`` as Ray's default temp dir and ``env`` sets
+        RAY_TMPDIR=<temp_dir>, so the ``ray_current_cluster`` marker that ``ray start --head`` writes
+        (and a killed head leaves behind) is this cluster's own, seen only by processes given ``env``."""
         # Short path: Ray's unix sockets live under the temp dir (108-byte path limit).
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+        self.ray_temp = self.temp_dir / "ray" if own_tmpdir else self.temp_dir
         self.port = free_port()
         self.dashboard_port = free_port()
         token_path = self.temp_dir / "auth_token"
@@ -39,6 +43,8 @@ class LocalCluster:
         token_path.chmod(0o600)
         self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_path),
                         RAY_USAGE_STATS_ENABLED="0")
+        if own_tmpdir:
+            self.env["RAY_TMPDIR"] = str(self.temp_dir)
         self.env.pop("RAY_AUTH_TOKEN", None)
         self.env.pop("RAY_ADDRESS", None)
         self.nodes: dict[str, subprocess.Popen] = {}
@@ -65,7 +71,7 @@ class LocalCluster:
 
     def _start(self, name: str, args: list[str]) -> None:
         log = self.temp_dir / f"{name}.log"
-        cmd = [RAY, "start", "--block", f"--temp-dir={self.temp_dir}", *self._common_ports(), *args]
+        cmd = [RAY, "start", "--block", f"--temp-dir={self.ray_temp}", *self._common_ports(), *args]
         self.logs[name] = log
         self.nodes[name] = subprocess.Popen(cmd, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                             start_new_session=True)
@@ -124,6 +130,11 @@ class LocalCluster:
         except ProcessLookupError:
             pass
         proc.wait(timeout=30)
+
+    @property
+    def marker(self) -> Path:
+        """Ray's current-cluster marker of this cluster (``ray start --head`` writes it)."""
+        return self.ray_temp / "ray_current_cluster"
 
     def _own_pids(self) -> list[int]:
         pids = []

@@ -73,3 +73,19 @@ def test_voxel_dataset_items_and_cache_reuse(tmp_path):
     train = VoxelDataset(tmp_path, split="train")
     val = VoxelDataset(tmp_path, split="val")
     assert not set(train.ids) & set(val.ids)
+
+
+def test_cache_follows_a_volume_replaced_under_the_same_id(tmp_path):
+    """Issue 15, item 4: a volume rewritten under the same id is read anew, not served from the cache."""
+    make_dataset(tmp_path)
+    old = VoxelDataset(tmp_path, split="all")
+    path = tmp_path / "volumes" / "s00002.tif"
+    before = read_volume(path)
+    write_volume(path, ~before)  # same id, same shape, new content
+    new = VoxelDataset(tmp_path, split="all")
+    i = new.ids.index("s00002")
+    assert np.array_equal(new.volumes()[i], ~before)
+    assert np.array_equal(old.volumes()[i], before)  # an open dataset keeps its own snapshot
+    # the other volumes are unchanged
+    others = [j for j in range(len(new)) if j != i]
+    assert np.array_equal(new.volumes()[others], old.volumes()[others])

@@ -299,3 +299,28 @@ def test_cli_module_entry_point(tmp_path):
     out = json.loads(proc.stdout)
     assert np.array(out["permeability"]).shape == (2, 2)
     assert out["permeability"][0][0] == pytest.approx(slit_k(4), rel=1e-3)
+
+
+def _strict_json(text: str):
+    """json.loads that refuses NaN / Infinity (what jq and other strict parsers do)."""
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_cli_json_is_strict_with_undriven_axes(tmp_path, capsys):
+    """`--axes x`: the columns of the axes not driven are null, not NaN (issue 15, item 6)."""
+    path = tmp_path / "slit.tif"
+    im = np.ones((7, 4, 5), bool)
+    im[0] = False
+    write_volume(path, im)
+    assert cli_main([str(path), "--json", "--axes", "x", "--voxel-size", "1e-6", "--device", "cpu",
+                     "--dtype", "float64", "--tol", "1e-8"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    k = out["permeability"]
+    assert k[0][0] == pytest.approx(slit_k(6), rel=1e-5)
+    # y is open but not driven: k_yy unknown -> null (k_xy comes from the driven x column by
+    # symmetry; z does not percolate: 0 without a run)
+    for key in ("permeability", "permeability_m2", "permeability_mD"):
+        assert out[key][1][1] is None and out[key][2][2] == 0, (key, out[key])
+    assert out["permeability_m2"][0][0] == pytest.approx(k[0][0] * 1e-12)

@@ -33,6 +33,39 @@ def _session_processes(sid: int) -> list[int]:
     return [int(p) for p, s in (line.split() for line in out if line.strip()) if int(s) == sid]
 
 
+def trial_reports(experiment: Path) -> dict[str, list[dict]]:
+    """Trial id -> the results it reported in order (Tune's result.json, appended across restores)."""
+    import json
+
+    out = {}
+    for path in experiment.glob("*/result.json"):
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        if lines:
+            out[lines[0]["trial_id"]] = lines
+    return out
+
+
+def check_kept_lineage(lines: list[dict], history, run) -> None:
+    """A trial restored from a checkpoint continues at (that checkpoint's epoch + 1), never from
+    scratch; MLflow holds each epoch once with the value of the run that produced the kept checkpoint
+    (the last report of the epoch: an earlier one belongs to a run whose checkpoint was not kept);
+    ``repeated_epochs`` counts the epochs reported again."""
+    epochs_seen: list[int] = []
+    for i, x in enumerate(lines):
+        if i > 0 and x["iterations_since_restore"] == 1:  # first report after a restore
+            e = x["epoch"]
+            assert e >= 2, f"resumed trial restarted from scratch: {[y['epoch'] for y in lines]}"
+            assert e - 1 in epochs_seen and lines[i - 1]["epoch"] >= e - 1, \
+                f"resumed at epoch {e}, not after a checkpointed epoch: {[y['epoch'] for y in lines]}"
+        epochs_seen.append(x["epoch"])
+    kept = {x["epoch"]: x["val_loss"] for x in lines}  # the last report of each epoch wins
+    logged = {m.step: m.value for m in history}
+    assert logged == pytest.approx(kept), (logged, kept)
+    repeats = len(epochs_seen) - len(set(epochs_seen))
+    tag = run.data.tags.get("repeated_epochs")
+    assert (int(tag) if tag else 0) == repeats, (tag, [y["epoch"] for y in lines])
+
+
 @pytest.mark.usefixtures("clean_tracking_env")
 def test_killed_driver_resumes_without_losing_or_repeating_trials(tiny_dataset, tmp_path, tiny):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -83,11 +116,20 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tiny_dataset, 
     ids = [r.data.tags["ray.trial_id"] for r in runs]
     assert len(ids) == N_TRIALS and len(set(ids)) == N_TRIALS  # every trial once, one MLflow run each
     assert all(r.info.status == "FINISHED" for r in runs)
+    reports = trial_reports(experiment)  # every result each trial reported, before and after the kill
+    resumed = 0
     for r in runs:
-        steps = [m.step for m in c.get_metric_history(r.info.run_id, "val_loss")]
-        assert set(steps) == set(range(1, EPOCHS + 1)), steps
-        if r.data.tags["ray.trial_id"] in done_before:  # finished before the kill: not trained again
-            assert sorted(steps) == list(range(1, EPOCHS + 1)), steps
+        tid = r.data.tags["ray.trial_id"]
+        lines = reports[tid]
+        history = c.get_metric_history(r.info.run_id, "val_loss")
+        steps = [m.step for m in history]
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), f"epochs repeated or missing: {sorted(steps)}"
+        check_kept_lineage(lines, history, r)
+        restarts = [i for i, x in enumerate(lines) if i > 0 and x["iterations_since_restore"] == 1]
+        if tid in done_before:  # finished before the kill: not trained again
+            assert not restarts and len(lines) == EPOCHS
+        resumed += len(restarts)
+    assert resumed >= 1, "no trial was resumed from a checkpoint: the test proves nothing"
     summary = pd.read_csv(experiment / "summary.csv")
     assert len(summary) == N_TRIALS and (summary["status"] == "TERMINATED").all()
     assert (summary["epochs"] == EPOCHS).all()

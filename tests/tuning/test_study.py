@@ -17,6 +17,8 @@ from mlflow import MlflowClient
 
 from tuning.config import CORE_PARAMS
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.usefixtures("local_ray", "clean_tracking_env")
 
 
@@ -236,7 +238,8 @@ def mlflow_server(tmp_path):
 def test_study_against_an_mlflow_tracking_server_over_http(tiny_dataset, tmp_path, mlflow_server, tiny,
                                                            monkeypatch):
     """MLFLOW_TRACKING_URI (MLflow's convention) points the study at the server; runs are read back
-    through the REST API."""
+    through the REST API; then `python -m tuning promote` (twice: the alias moves to version 2) and
+    `models:/pvae@champion` resolved and loaded in fresh processes, all through the server."""
     import urllib.request
 
     from tuning.study import run_study
@@ -261,3 +264,50 @@ def test_study_against_an_mlflow_tracking_server_over_http(tiny_dataset, tmp_pat
                                  headers={"Content-Type": "application/json"})
     listed = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
     assert len(listed) == 3  # parent + 2 trials
+
+    # promotion, the registry alias and models:/pvae@champion through the server, each in a fresh
+    # process as a cluster user runs them (issue 15, item 7)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    repo_env = {**env, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": mlflow_server}
+    had_mlruns = (ROOT / "mlruns").exists()
+    out = subprocess.run([sys.executable, "-m", "tuning", "promote", "--study", handle.experiment_path],
+                         cwd=ROOT, env=repo_env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
+    v1 = c.get_model_version_by_alias("pvae", "champion")
+    assert (str(v1.version), v1.run_id) == ("1", best.info.run_id)
+    assert had_mlruns or not (ROOT / "mlruns").exists()  # nothing went to a local file store
+    # a second promotion (the other trial, by run id) moves the alias to version 2
+    other = next(r for r in runs if r.info.run_id != best.info.run_id)
+    out = subprocess.run([sys.executable, "-m", "tuning", "promote", "--run-id", other.info.run_id,
+                          "--tracking-uri", mlflow_server], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
+                         capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    v2 = c.get_model_version_by_alias("pvae", "champion")
+    assert (str(v2.version), v2.run_id) == ("2", other.info.run_id)
+    assert [str(v.version) for v in c.search_model_versions("name = 'pvae'", order_by=["version_number"])] == ["1", "2"]
+    # models:/pvae@champion resolves through the server in another process and directory, without the
+    # repository on the path; the artifacts come from the server's store (proxied), not a local folder
+    from data_pipeline.dataset import VoxelDataset
+    x = VoxelDataset(tiny_dataset, "test").volumes().astype(np.float32)[:, None]  # (N, 1, 16, 16, 16)
+    np.save(tmp_path / "x.npy", x)
+    script = ("import json, mlflow, numpy as np; "
+              "m = mlflow.pyfunc.load_model('models:/pvae@champion'); "
+              "m.predict(np.load('x.npy')).to_csv('pred.csv', index=False); "
+              "print(json.dumps({'run_id': m.metadata.run_id, 'source': m.metadata.metadata['source_checkpoint']}))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": mlflow_server},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta = json.loads(out.stdout.strip().splitlines()[-1])
+    assert meta["run_id"] == other.info.run_id
+    assert any((tmp_path / "artifacts").rglob("model.safetensors"))  # stored by the server
+    import pandas as pd
+    import torch
+
+    from models.checkpoint import load_model
+    model, mcfg, norm = load_model(Path(meta["source"]) / "best")
+    with torch.no_grad():
+        mu, _ = model.encode(torch.from_numpy(x))
+        want = norm.inverse(model.predict_properties(mu).numpy())
+    got = pd.read_csv(tmp_path / "pred.csv")
+    np.testing.assert_allclose(got[mcfg.properties].to_numpy(), want, rtol=1e-5, atol=1e-7)
