@@ -76,7 +76,8 @@ def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:
 
 
 def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out_dir=None,
-             history: list[dict] | None = None, device=None, train_samples: int = 256) -> dict:
+             history: list[dict] | None = None, device=None, train_samples: int = 256,
+             morphology: bool = True) -> dict:
     """Metrics of ``model`` on ``split`` of ``dataset_dir``; PNG figures under ``out_dir`` when given.
 
     Returns a flat dict:
@@ -85,7 +86,10 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
       gen_porosity_mean/std vs train_porosity_mean/std, gen_s2_distance (RMS between the mean S2
-      curves of decoded prior samples and of the training subset), gen_porosity_wasserstein;
+      curves of decoded prior samples and of the training subset), gen_porosity_wasserstein,
+      gen_s2_nearest (median over prior samples of the RMS S2 distance to the nearest training
+      structure); with ``morphology``: gen_<descriptor>_ratio (median over prior samples / median
+      over the training subset) for specific_surface, chord_length, euler_density;
       n_samples, split; "figures": list of PNG paths (when out_dir is given).
     """
     from data_pipeline.dataset import VoxelDataset
@@ -138,6 +142,11 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
                     "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean())),
                     "gen_s2_nearest": float(np.median(s2_nearest(s2_gen_all, s2_train_all)))})
+    if morphology:
+        # specific surface, chord length, Euler density of prior samples vs the training subset
+        from data_pipeline import morphology as mo
+        cmp = mo.compare_sets(mo.describe_set(gen_bin.numpy()), mo.describe_set(train_vols.numpy()))
+        metrics.update({f"gen_{k}_ratio": cmp[f"{k}_ratio"] for k in mo.SCALARS if k != "porosity"})
 
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -159,7 +168,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                 vols = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu().numpy()
                 props = norm.inverse_log(model.predict_properties(path.to(device)).float().cpu().numpy())
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
-        figs.append(plots.plot_generated(out_dir / "generated.png", gen, phi_train, phi_gen))
+        figs.append(plots.plot_generated(out_dir / "generated.png", gen, phi_train, phi_gen,
+                                         train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy()))
         if history:
             figs.append(plots.plot_loss_curves(out_dir / "loss_curves.png", history))
         metrics["figures"] = figs
@@ -189,7 +199,12 @@ def format_metrics(m: dict) -> str:
         lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}  MAE {m['mae_' + p]:.4f}{unit}{zero}")
     lines.append(f"  generation: porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
                  f"(train {m['train_porosity_mean']:.3f} +- {m['train_porosity_std']:.3f}), "
-                 f"S2 distance of mean curves {m['gen_s2_distance']:.4f}")
+                 f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "
+                 f"{m['gen_porosity_wasserstein']:.4f}, S2 distance to the nearest training sample "
+                 f"(median) {m['gen_s2_nearest']:.4f}")
+    if "gen_specific_surface_ratio" in m:
+        lines.append("  generated / training (medians): " + ", ".join(
+            f"{k} {m[f'gen_{k}_ratio']:.2f}x" for k in ("specific_surface", "chord_length", "euler_density")))
     if m.get("figures"):
         lines.append(f"  figures: {', '.join(m['figures'])}")
     return "\n".join(lines)

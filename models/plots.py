@@ -140,20 +140,38 @@ def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: 
     return _save(fig, path)
 
 
-def plot_generated(path, volumes: np.ndarray, porosity_train: np.ndarray, porosity_gen: np.ndarray) -> str:
-    """Mid-slices of prior samples and porosity histograms of generated vs training volumes."""
+def plot_generated(path, volumes: np.ndarray, porosity_train: np.ndarray, porosity_gen: np.ndarray,
+                   train_examples: np.ndarray | None = None, s2_train=None, s2_gen=None) -> str:
+    """Prior samples beside training samples (mid-slices, binarized at 0.5), the porosity
+    histograms and the mean two-point correlation curves of both sets."""
     n = min(len(volumes), 8)
-    fig = plt.figure(figsize=(1.6 * n, 4.2))
-    for i in range(n):
-        ax = fig.add_subplot(2, n, i + 1)
-        ax.imshow(mid_slices(volumes[i])[0][1] > 0.5, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([]), ax.set_yticks([])
-    ax = fig.add_subplot(2, 1, 2)
+    rows = 3 if train_examples is not None else 2
+    fig = plt.figure(figsize=(max(1.6 * n, 8), 2.0 * rows + 2.2))
+    grid = fig.add_gridspec(rows, n, height_ratios=[1] * (rows - 1) + [1.4])
+    sets = ([("training", train_examples)] if train_examples is not None else []) + [("prior sample", volumes)]
+    for r, (name, vols) in enumerate(sets):
+        for i in range(min(n, len(vols))):
+            ax = fig.add_subplot(grid[r, i])
+            ax.imshow(mid_slices(vols[i])[0][1] > 0.5, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=8)
+    half = n // 2
+    ax = fig.add_subplot(grid[rows - 1, :half] if s2_train is not None else grid[rows - 1, :])
     bins = np.linspace(0, 1, 31)
     ax.hist(porosity_train, bins=bins, alpha=0.6, density=True, label="training set")
     ax.hist(porosity_gen, bins=bins, alpha=0.6, density=True, label="decoded prior samples")
     ax.set_xlabel("porosity")
+    ax.set_ylabel("density")
     ax.legend(fontsize=7)
-    fig.suptitle("generation: volumes decoded from z ~ N(0, I)", fontsize=9)
+    if s2_train is not None:
+        ax = fig.add_subplot(grid[rows - 1, half:])
+        ax.plot(np.asarray(s2_train), label="training set (mean)")
+        ax.plot(np.asarray(s2_gen), ls="--", label="prior samples (mean)")
+        ax.set_xlabel("lag r (voxels)")
+        ax.set_ylabel("S2(r)")
+        ax.legend(fontsize=7)
+    fig.suptitle("generation: global code from the prior fitted to the training latents, texture from "
+                 "p(z_s | z); white = pore", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
