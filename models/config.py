@@ -60,7 +60,8 @@ class PVAEConfig(FlatConfig):
         the normalized properties over the known entries (k = 0 of a non-percolating sample is left
         out of the k terms, not regressed as log10 of a floor), morph the porosity + two-point
         correlation mismatch of a structure generated from the sample's global code with a prior
-        spatial latent (what inverse design delivers) against the sample; beta_eff ramps linearly
+        spatial latent (what inverse design delivers) against the sample, plus sharpness times the
+        mean p (1 - p) of that structure (0 when it is decisive, 0.25 when grey); beta_eff ramps linearly
         from 0 to beta over beta_warmup_epochs. k_floor: permeabilities (lattice units) below it are
         clamped before log10 where a log is still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
@@ -98,6 +99,7 @@ class PVAEConfig(FlatConfig):
     beta_warmup_epochs: int = 0
     alpha: float = 1.0
     gamma: float = 1.0
+    sharpness: float = 0.0
     augment: bool = True
     k_floor: float = 1e-6
     # optimisation
@@ -137,7 +139,7 @@ class PVAEConfig(FlatConfig):
             check.bad("regressor_depth", "must be >= 0")
         if not self.properties:
             check.bad("properties", "must name at least one property column")
-        check.at_least(("beta", "alpha", "gamma", "spatial_channels", "prior_components"), 0)
+        check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
         if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):
             check.bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")
 

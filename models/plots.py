@@ -141,18 +141,23 @@ def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: 
 
 
 def plot_generated(path, volumes: np.ndarray, porosity_train: np.ndarray, porosity_gen: np.ndarray,
-                   train_examples: np.ndarray | None = None, s2_train=None, s2_gen=None) -> str:
-    """Prior samples beside training samples (mid-slices, binarized at 0.5), the porosity
-    histograms and the mean two-point correlation curves of both sets."""
+                   train_examples: np.ndarray | None = None, s2_train=None, s2_gen=None,
+                   probabilities: np.ndarray | None = None) -> str:
+    """Prior samples beside training samples (mid-slices of binary structures; the decoder's pore
+    probabilities of the same prior samples in a grey row when given), the porosity histograms and
+    the mean two-point correlation curves of both sets."""
     n = min(len(volumes), 8)
-    rows = 3 if train_examples is not None else 2
+    sets = ([("training", train_examples, True)] if train_examples is not None else []) \
+        + [("prior sample", volumes, True)] \
+        + ([("p(pore)", probabilities, False)] if probabilities is not None else [])
+    rows = len(sets) + 1
     fig = plt.figure(figsize=(max(1.6 * n, 8), 2.0 * rows + 2.2))
     grid = fig.add_gridspec(rows, n, height_ratios=[1] * (rows - 1) + [1.4])
-    sets = ([("training", train_examples)] if train_examples is not None else []) + [("prior sample", volumes)]
-    for r, (name, vols) in enumerate(sets):
+    for r, (name, vols, binary) in enumerate(sets):
         for i in range(min(n, len(vols))):
             ax = fig.add_subplot(grid[r, i])
-            ax.imshow(mid_slices(vols[i])[0][1] > 0.5, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            img = mid_slices(vols[i])[0][1]
+            ax.imshow(img > 0.5 if binary else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_ylabel(name, fontsize=8)

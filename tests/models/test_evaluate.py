@@ -10,7 +10,7 @@ import torch
 
 from models.checkpoint import Normalizer, load_model, write_checkpoint
 from models.config import PVAEConfig
-from models.evaluate import evaluate, r2_score, two_point_s2
+from models.evaluate import binarize_expected, evaluate, r2_score, two_point_s2
 from models.latent import latent_means, main as latent_main, slerp
 from models.pvae import PVAE
 from models.toy import make_toy_dataset
@@ -41,6 +41,22 @@ def test_s2_of_stripes():
     s2 = two_point_s2(torch.from_numpy(im))[0].numpy()
     # along x: 0.5, 0, 0.5, ...; along y: 0.5 everywhere; mean of the two
     np.testing.assert_allclose(s2, [0.5, 0.25, 0.5, 0.25, 0.5], atol=1e-6)
+
+
+def test_binarize_expected_keeps_the_expected_porosity_where_0_5_loses_a_phase():
+    g = torch.Generator().manual_seed(0)
+    # a low-contrast map: p in 0.25..0.45, expected porosity 0.35; thresholding at 0.5 gives all solid
+    prob = 0.25 + 0.2 * torch.rand(3, 16, 16, 16, generator=g)
+    im = binarize_expected(prob)
+    assert im.dtype == torch.bool and im.shape == prob.shape
+    np.testing.assert_allclose(im.float().mean((1, 2, 3)).numpy(), prob.mean((1, 2, 3)).numpy(), atol=1e-3)
+    assert not (prob > 0.5).any()
+    # in each structure, the most probable voxels are the pores
+    for p_i, im_i in zip(prob, im):
+        assert p_i[im_i].min() >= p_i[~im_i].max()
+    # a decisive map is left as thresholding at 0.5 leaves it
+    sharp = (torch.rand(2, 8, 8, generator=g) < 0.3).float() * 0.98 + 0.01
+    assert torch.equal(binarize_expected(sharp), sharp > 0.5)
 
 
 def test_r2():

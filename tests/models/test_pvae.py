@@ -67,6 +67,10 @@ def test_morphology_loss_is_zero_for_a_decisive_copy_and_positive_for_grey():
     assert morphology_loss(sharp, x).item() < 1e-6
     grey = torch.zeros_like(x)  # p = 0.5 everywhere: wrong porosity and S2(0) = 0.25
     assert morphology_loss(grey, x).item() > 1e-3
+    # the sharpness term: exactly sharpness * mean p (1 - p) on top, 0.25 * sharpness for p = 0.5
+    torch.testing.assert_close(morphology_loss(grey, x, sharpness=2.0) - morphology_loss(grey, x),
+                               torch.tensor(0.5))
+    assert morphology_loss(sharp, x, sharpness=2.0).item() < 1e-6
 
 
 def test_mixture_prior_round_trips_through_the_state_dict_and_samples_its_moments():
