@@ -30,7 +30,8 @@ step "5/6 promote the best trial to models:/pvae@champion"
 $PY -m tuning promote --study "$DEMO/tune/demo"
 
 step "6/6 inverse design of two held-out samples' properties, verified by the LBM solver"
-# Targets: porosity and k_xx of the first two samples of the test split (never seen in training).
+# Targets: porosity and k_xx of the first two samples of the test split (never seen in training);
+# ref=<sample> puts that sample beside the designs and compares their morphology with it.
 mapfile -t TARGETS < <($PY - "$DEMO/data" <<'PY'
 import sys
 from data_pipeline.dataset import labeled_table, split_ids
@@ -38,7 +39,7 @@ table = labeled_table(sys.argv[1]).set_index("sample_id")
 for sid in split_ids(table.index.tolist())["test"][:2]:
     row = table.loc[sid]
     print("--target")
-    print(f"porosity={row.porosity:.3f},k_xx={row.k_xx:.4g}")
+    print(f"porosity={row.porosity:.3f},k_xx={row.k_xx:.4g},ref={sid}")
 PY
 )
 $PY -m inverse design --config configs/inverse_demo.yaml --model models:/pvae@champion \

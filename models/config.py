@@ -49,8 +49,9 @@ class PVAEConfig(FlatConfig):
         norm ("batch" | "group" | "none"), activation, dropout (channel dropout after each stage),
         latent_dim (the global code: regressor input, inverse-design search space),
         spatial_channels (channels of the spatial latent that carries the texture; 0 = a plain
-        single-latent VAE), spatial_stage (its encoder level, grid input_size / 2^level; None =
-        len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
+        single-latent VAE), spatial_stage (its encoder level, grid input_size / 2^level; default 1,
+        the half-resolution grid: coarser grids cannot carry the voxel arrangement and reconstruct
+        blurred structures; None = len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
         the global code after every epoch, used for prior samples; 0 = N(0, I)),
         regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv).
@@ -62,8 +63,11 @@ class PVAEConfig(FlatConfig):
         correlation mismatch of a structure generated from the sample's global code with a prior
         spatial latent (what inverse design delivers) against the sample, plus sharpness times the
         mean p (1 - p) of that structure (0 when it is decisive, 0.25 when grey); beta_eff ramps linearly
-        from 0 to beta over beta_warmup_epochs. k_floor: permeabilities (lattice units) below it are
-        clamped before log10 where a log is still taken (evaluation of k = 0 rows is done apart).
+        from 0 to beta over beta_warmup_epochs. beta defaults to 0.05: at beta = 1 (the plain ELBO,
+        KL per voxel) encoding where each pore sits costs more than the reconstruction gains and the
+        model reconstructs blurred or grey structures (bench/RESULTS.md, "pVAE generative fidelity").
+        k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
+        still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
         permeability columns permuted with it.
     Optimisation
@@ -90,12 +94,12 @@ class PVAEConfig(FlatConfig):
     dropout: float = 0.0
     latent_dim: int = 16
     spatial_channels: int = 4
-    spatial_stage: int | None = None
+    spatial_stage: int | None = 1
     prior_components: int = 8
     regressor_depth: int = 2
     regressor_width: int = 64
     # loss
-    beta: float = 1.0
+    beta: float = 0.05
     beta_warmup_epochs: int = 0
     alpha: float = 1.0
     gamma: float = 1.0

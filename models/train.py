@@ -155,7 +155,11 @@ class Trainer(EpochTrainer):
     @torch.no_grad()
     def validate(self) -> dict:
         """Loss terms on the validation split, decoded from the latent mean, at the full beta
-        (so val_loss is one fixed objective across epochs, warm-up or not)."""
+        (so val_loss is one fixed objective across epochs, warm-up or not), and ``score`` =
+        recon + prop + morph with unit weights: a figure of reconstruction, properties and
+        generated structures that does not depend on beta, alpha or gamma, so that trials of a
+        study with different weights can be compared (val_loss cannot: a smaller beta alone
+        lowers it)."""
         self.model.eval()
         sums = dict.fromkeys(TERMS, 0.0)
         for idx in batches(len(self.x_val), self.cfg.eval_batch_size, None):
@@ -164,7 +168,7 @@ class Trainer(EpochTrainer):
                 out = self.model(x)
             # the generation term with a fixed noise field (self.model.noise), so val_loss is deterministic
             gen = None
-            if self.cfg.gamma > 0 and "prior_features" in out:
+            if "prior_features" in out:  # measured whatever gamma is: val_score compares trials
                 h, i, mu_p, logvar_p = out["prior_features"]
                 eps = self.model.noise_field(len(idx), device=h.device).to(mu_p.dtype)
                 gen = self.model._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
@@ -172,7 +176,9 @@ class Trainer(EpochTrainer):
                               gamma=self.cfg.gamma, gen_logits=gen, sharpness=self.cfg.sharpness)
             for k in TERMS:
                 sums[k] += terms[k].item() * len(idx)
-        return {k: v / len(self.x_val) for k, v in sums.items()}
+        val = {k: v / len(self.x_val) for k, v in sums.items()}
+        val["score"] = val["recon"] + val["prop"] + val["morph"]
+        return val
 
     @staticmethod
     def _index(idx: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:

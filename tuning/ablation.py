@@ -23,7 +23,8 @@ from tuning import tracking
 from tuning.config import StudyConfig
 
 #: Test metrics put in the table (when the evaluation produced them); R^2 of each property is added.
-METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_porosity_error", "test_r2_mean", "test_mse_norm")
+METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_pore_iou", "test_s2_distance", "test_porosity_error",
+           "test_r2_mean", "test_mse_norm")
 
 
 def ablation_space(cfg: StudyConfig) -> dict:

@@ -12,7 +12,7 @@ Distributions use Ray Tune's own names and semantics (``tune.<name>(*args)``)::
 
     search_space:
       latent_dim: {choice: [4, 8, 16]}
-      beta: {loguniform: [0.1, 4.0]}
+      beta: {loguniform: [0.01, 0.3]}
       lr: {loguniform: [1.0e-4, 3.0e-3]}
       dataset_size: {choice: [8, 16]}
       regressor_depth: {randint: [1, 4]}     # Ray's randint: upper bound exclusive -> 1, 2, 3
