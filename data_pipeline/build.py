@@ -5,7 +5,10 @@ volumes), label with the LBM solver, a trained surrogate or both, write a datase
   ``default_rng([seed, i])``, so a sample does not depend on ``n_samples`` or on other samples.
 - Parallel: labeling runs as Ray tasks (a local Ray started here with ``num_cpus``, or
   ``address=`` a running cluster); each task asks for ``gpus_per_task`` GPUs when the cluster has
-  GPUs. ``parallel: serial`` labels in this process (no Ray).
+  GPUs. A task takes the volume itself (read here, passed through Ray's object store) and returns
+  its row; only this process reads and writes the dataset folder, so the build needs no storage
+  shared between nodes (a job's working directory is unpacked separately on every node).
+  ``parallel: serial`` labels in this process (no Ray).
 - Labelers (``label``): ``lbm`` (the solver), ``surrogate`` (a trained models.surrogate checkpoint,
   ``surrogate: FOLDER``, batched in this process), ``mixed`` (each sample goes to the solver with
   probability ``lbm_fraction``, seeded by ``seed`` and the sample id only, see
@@ -539,6 +542,8 @@ def _label_ray(cfg: BuildConfig, out: Path, todo: list[str], solver_kw: dict, la
             while queue or pending:
                 while queue and len(pending) < window:
                     sid = queue.pop(0)
+                    # the volume travels as the task's argument (object store), never as a path: the
+                    # task may run on a node where this process's files do not exist
                     pending[task.remote(read_volume(volume_path(out, sid)), solver_kw, label)] = sid
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:

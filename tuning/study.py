@@ -96,6 +96,9 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
         return False
     # trial workers import models/, tuning/, data_pipeline/ through the editable install (pyproject.toml)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's driver otherwise replaces builtins.print once worker logs arrive (tqdm_ray), and numba
+    # then fails to compile functions that print, e.g. at `import porespy` in the dataset build
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     kwargs = dict(include_dashboard=False, log_to_driver=True)
     if address is None and not os.environ.get("RAY_ADDRESS"):
         address = "local"
@@ -105,8 +108,91 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
-def make_trainable(state: dict):
-    """The trainable with its fixed arguments and resources (the same for run and resume)."""
+# --- what the nodes of a cluster share -----------------------------------------------------
+#: The largest node-local dataset a study ships to its trials through Ray's object store (bytes).
+SHIP_LIMIT_BYTES = 2 * 1024 ** 3
+
+
+def job_working_dir() -> Path | None:
+    """The working directory of the Ray job this driver runs in, None outside such a job.
+
+    Ray unpacks a job's working directory separately on every node (at different paths, and a file
+    the driver writes there exists on the driver's node only), so a path inside it is node-local."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        working_dir = ray.get_runtime_context().runtime_env.working_dir()
+    except Exception:  # a runtime env without working_dir support: not a job's working directory
+        return None
+    return Path.cwd().resolve() if working_dir else None  # a job's driver starts in its working dir
+
+
+def node_local(path: str, job_dir: Path | None) -> bool:
+    """``path`` (relative paths: to the current directory) lies inside the job's working directory."""
+    if job_dir is None or "://" in str(path):
+        return False
+    p = Path(path).resolve()
+    return p == job_dir or job_dir in p.parents
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def check_storage(storage_path: str) -> None:
+    """Stop at once (ValueError naming ``storage_path``) when Ray Tune's storage is node-local on a
+    multi-node cluster: trials on other nodes could not write their checkpoints where the driver,
+    a retry or ``resume`` reads them (Ray Tune requires shared storage there)."""
+    job_dir = job_working_dir()
+    if not node_local(storage_path, job_dir):
+        return
+    n = _alive_nodes()
+    if n > 1:
+        raise ValueError(
+            f"storage_path {storage_path!r} ({Path(storage_path).resolve()}) lies inside this Ray job's working "
+            f"directory, which Ray unpacks separately on each of the cluster's {n} nodes. Ray Tune writes every "
+            "trial's checkpoints under storage_path, so on a multi-node cluster it must be shared storage: a folder "
+            "mounted at the same path on every node or an object store, e.g. --storage-path /mnt/shared/pvae/runs "
+            "or --storage-path s3://bucket/pvae/runs. The dataset needs no shared storage (a dataset inside the "
+            "working directory is shipped to the trials through Ray's object store); see cluster/README.md")
+
+
+def ship_dataset(dataset_dir: str, limit: int = SHIP_LIMIT_BYTES) -> dict | None:
+    """Put a node-local dataset (inside the job's working directory) into Ray's object store for the
+    trials on other nodes; None when the dataset is not node-local (trials read ``dataset_dir``).
+
+    Returns ``{"ref": [ObjectRef], "node": the driver's node id, "key": content hash}`` (the ref sits in a
+    list so that ``tune.with_parameters`` passes it on unresolved: only trials off the driver's node
+    fetch it). A node-local dataset larger than ``limit`` bytes stops the study (ValueError naming
+    ``dataset`` and shared storage)."""
+    import ray
+
+    from data_pipeline.transfer import dataset_size, pack_dataset
+
+    job_dir = job_working_dir()
+    if not node_local(dataset_dir, job_dir):
+        return None
+    size = dataset_size(dataset_dir)
+    if size > limit:
+        raise ValueError(
+            f"dataset {dataset_dir} ({size / 1e9:.2f} GB) lies inside this Ray job's working directory, which exists "
+            f"on the driver's node only, and is larger than the {limit / 1e9:.2f} GB a study ships to its trials "
+            "through Ray's object store: put it on shared storage mounted at the same path on every node and pass "
+            "--dataset /mnt/shared/pvae/data (with --storage-path on shared storage too); see cluster/README.md")
+    packed = pack_dataset(dataset_dir)
+    print(f"dataset {dataset_dir} is node-local (inside the job's working directory): shipped to trials on other "
+          f"nodes through Ray's object store ({len(packed['files'])} files, {size / 1e6:.1f} MB, key {packed['key']})",
+          flush=True)
+    return {"ref": [ray.put(packed)], "node": ray.get_runtime_context().get_node_id(), "key": packed["key"]}
+
+
+def make_trainable(state: dict, shipped: dict | None = None):
+    """The trainable with its fixed arguments and resources (the same for run and resume);
+    ``shipped``: the dataset in the object store (:func:`ship_dataset`) for trials off the driver's node."""
     from ray import tune
 
     from tuning.trainable import train_trial
@@ -115,7 +201,7 @@ def make_trainable(state: dict):
     model = study.get("model", "pvae")  # studies started before model: existed are pVAE studies
     resources = {"cpu": float(study["cpu"]), "gpu": float(study["gpu"])}
     fn = tune.with_parameters(train_trial, dataset_dir=state["dataset_dir"], base=state["base"],
-                              log_figures=bool(study["log_figures"]), model=model)
+                              log_figures=bool(study["log_figures"]), model=model, shipped=shipped)
     fn.__name__ = f"train_{model}"  # Ray's trial names: train_pvae_<id>, train_surrogate_<id>
     return tune.with_resources(fn, resources)
 
@@ -235,9 +321,11 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
     from ray import tune
 
     param_space = cfg.param_space() if param_space is None else param_space
-    state = prepare_study(cfg, tracking_uri, param_space, kind)
-    started = ensure_ray(cfg.ray_address)
+    started = ensure_ray(cfg.ray_address)  # before the build: it labels on this Ray (its cluster's nodes)
     try:
+        check_storage(cfg.storage_path)  # at once, before anything is built or trained
+        state = prepare_study(cfg, tracking_uri, param_space, kind)
+        shipped = ship_dataset(state["dataset_dir"])
         search, sched = make_search(cfg, param_space)
         if not scheduler:
             from ray.tune.schedulers import FIFOScheduler
@@ -246,7 +334,7 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
             state["tracking_uri"], state["experiment_id"], state["parent_run_id"], state["base"],
             cfg.metric, cfg.mode, state["tags"], log_figures=cfg.log_figures, model=cfg.model)
         tuner = tune.Tuner(
-            make_trainable(state),
+            make_trainable(state, shipped),
             param_space=param_space,
             tune_config=tune.TuneConfig(metric=cfg.metric, mode=cfg.mode, search_alg=search, scheduler=sched,
                                         num_samples=num_samples or cfg.num_samples,
@@ -285,7 +373,9 @@ def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_
     tracking.client(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
     started = ensure_ray(cfg.ray_address)
     try:
-        tuner = tune.Tuner.restore(experiment_path, trainable=make_trainable(state), resume_unfinished=True,
+        check_storage(experiment_path)
+        tuner = tune.Tuner.restore(experiment_path, trainable=make_trainable(state, ship_dataset(state["dataset_dir"])),
+                                   resume_unfinished=True,
                                    resume_errored=False, restart_errored=restart_errored)
         t0 = time.time()
         results = tuner.fit()

@@ -246,6 +246,9 @@ class MLflowTrialCallback(tune.Callback):
         if isinstance(node, str) and node not in self._nodes.setdefault(trial.trial_id, []):
             self._nodes[trial.trial_id].append(node)  # every node the trial ran on, in order
             tags += [RunTag("ray.node_id", node), RunTag("ray.node_ids", ",".join(self._nodes[trial.trial_id]))]
+            source = result.get("dataset_source")
+            if isinstance(source, str):  # how the dataset reached that node: "path" | "object_store"
+                tags.append(RunTag(f"dataset_source.{node}", source))
         if tags:
             self._log_async(trial, run_id, tags=tags)
 

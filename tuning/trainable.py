@@ -29,10 +29,32 @@ import ray
 from ray import tune
 
 
+def local_dataset(dataset_dir: str, shipped: dict | None, node_id: str) -> tuple[str, str]:
+    """The dataset folder this trial reads on its node and where it came from (``path`` | ``object_store``).
+
+    ``shipped`` (tuning.study.ship_dataset): the dataset is node-local to the driver's node; a trial
+    elsewhere fetches it from Ray's object store and unpacks it once per node into
+    ``<tmp>/pvae-datasets/<content hash>``. Without it ``dataset_dir`` must be visible here (shared storage)."""
+    if shipped is not None and node_id != shipped["node"]:
+        from data_pipeline.transfer import unpack_dataset
+
+        parent = Path(tempfile.gettempdir()) / "pvae-datasets"
+        if not (parent / shipped["key"] / "dataset.yaml").is_file():
+            return str(unpack_dataset(ray.get(shipped["ref"][0]), parent)), "object_store"
+        return str(parent / shipped["key"]), "object_store"
+    if not (Path(dataset_dir) / "dataset.yaml").is_file():
+        raise FileNotFoundError(
+            f"dataset {dataset_dir}: not found on this trial's node ({node_id}); the study's `dataset` must be on "
+            "shared storage mounted at the same path on every node (or inside the job's working directory, "
+            "then the study ships it to the trials); see cluster/README.md")
+    return dataset_dir, "path"
+
+
 def train_trial(config: dict, *, dataset_dir: str, base: dict, log_figures: bool = True,
-                model: str = "pvae") -> None:
+                model: str = "pvae", shipped: dict | None = None) -> None:
     """Train one trial of ``model`` (a key of tuning.config.MODELS); ``config`` holds the sampled
-    values, ``base`` the fixed training config (fields of the model's config class)."""
+    values, ``base`` the fixed training config (fields of the model's config class); ``shipped`` the
+    dataset in Ray's object store for trials off the driver's node (see :func:`local_dataset`)."""
     t_start = time.perf_counter()
     import torch
 
@@ -42,6 +64,7 @@ def train_trial(config: dict, *, dataset_dir: str, base: dict, log_figures: bool
     Trainer = spec.trainer_class()
     cfg = spec.make_config({**base, **config})
     node_id = ray.get_runtime_context().get_node_id()
+    dataset_dir, dataset_source = local_dataset(dataset_dir, shipped, node_id)
     work = Path(tempfile.mkdtemp(prefix=f"{model}-trial-"))
     best_local = work / "best"  # the best weights this trial has seen, copied into every checkpoint
     try:
@@ -73,6 +96,7 @@ def train_trial(config: dict, *, dataset_dir: str, base: dict, log_figures: bool
                 report = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
                 report["n_train"] = len(trainer.train_set)
                 report["ray_node_id"] = node_id  # where this epoch ran (a retried trial may move)
+                report["dataset_source"] = dataset_source  # "path" or "object_store" (shipped to this node)
                 if setup_s is not None:
                     report["trial_setup_s"], setup_s = setup_s, None
                 if finished:

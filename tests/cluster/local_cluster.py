@@ -69,16 +69,20 @@ class LocalCluster:
                 f"--min-worker-port={20000 + (self.port % 300) * 40}",
                 f"--max-worker-port={20000 + (self.port % 300) * 40 + 39}"]
 
-    def _start(self, name: str, args: list[str]) -> None:
+    def _start(self, name: str, args: list[str], temp_dir: Path | None = None) -> None:
         log = self.temp_dir / f"{name}.log"
-        cmd = [RAY, "start", "--block", f"--temp-dir={self.ray_temp}", *self._common_ports(), *args]
+        cmd = [RAY, "start", "--block", f"--temp-dir={temp_dir or self.ray_temp}", *self._common_ports(), *args]
         self.logs[name] = log
         self.nodes[name] = subprocess.Popen(cmd, env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
-    def add_worker(self, name: str = "worker", num_cpus: int = 1) -> None:
+    def add_worker(self, name: str = "worker", num_cpus: int = 1, own_temp_dir: bool = False) -> None:
+        """``own_temp_dir``: the node gets its own Ray temp dir (``<temp_dir>/<name>``), so a job's
+        working directory is unpacked at another path there than on the head, as on a separate
+        machine: a file the driver writes under a relative path does not exist on this node."""
+        temp = self.temp_dir / name if own_temp_dir else None
         self._start(name, [f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-                           "--num-gpus=0", f'--resources={{"{name}_node": 1}}'])
+                           "--num-gpus=0", f'--resources={{"{name}_node": 1}}'], temp_dir=temp)
         self.wait_for_nodes(len(self.nodes))
 
     def wait_for_dashboard(self, timeout: float = 90) -> None:
