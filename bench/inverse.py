@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.properties import is_k_component  # noqa: E402
+
 
 def held_out_targets(bundle, n: int, components: list[str]) -> list[str]:
     """Target specs from the model's val + test samples (labels in lattice units)."""
@@ -50,7 +52,7 @@ def held_out_targets(bundle, n: int, components: list[str]) -> list[str]:
         ds = VoxelDataset(bundle.dataset, split, properties=components, fractions=tuple(cfg.split_fractions),
                           split_seed=cfg.split_seed)
         for sid, y in zip(ds.ids, ds.targets):
-            if any(c.startswith("k_") and not float(v) > 0 for c, v in zip(components, y)):
+            if any(is_k_component(c) and not float(v) > 0 for c, v in zip(components, y)):
                 # not percolating along that axis: k = 0 is no target for a log-scale search
                 print(f"note: held-out sample {sid} skipped: {dict(zip(components, map(float, y)))}", file=sys.stderr)
                 continue
@@ -68,8 +70,8 @@ def summarize(outcome, specs: list[str], components: list[str], methods: list[st
 
     res, timing = outcome.results, outcome.timing
     tmap = {o.target.target_id: o.target for o in outcome.targets}
-    res["pred_hit"] = [tmap[t].hit({c: row[f"pred_{c}"] for c in components})
-                       for t, (_, row) in zip(res["target_id"], res.iterrows())]
+    # results.csv holds one row per candidate, in the order of the targets' candidates
+    res["pred_hit"] = [o.target.hit({p: c.pred[p] for p in components}) for o in outcome.targets for c in o.candidates]
     res["phi_hit"] = (res["verified_porosity"] - [tmap[t].condition("porosity").value for t in res["target_id"]]
                       ).abs() <= 0.02 if "porosity" in components else False
     records = []
@@ -90,7 +92,7 @@ def summarize(outcome, specs: list[str], components: list[str], methods: list[st
                "verify_s_per_target": float(t["verify_s"].mean()),
                "s_per_target": float(t["total_s"].mean())}
         for c in components:
-            if c.startswith("k_") and f"verified_{c}" in r:
+            if is_k_component(c) and f"verified_{c}" in r:
                 ver = r[f"verified_{c}"].astype(float)
                 # calibration: verified / predicted by the estimate the search used, and by the regressor on z
                 rec[f"median_ratio_{c}"] = float(np.median(ver / r[f"pred_{c}"])) if len(r) else float("nan")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             if rec["method"] == "bo":
                 rec["method"] = "bo" if args.bo_engine == "composite" else f"bo/{args.bo_engine}"
         records += recs
-    kc = next((c for c in components if c.startswith("k_")), None)
+    kc = next((c for c in components if is_k_component(c)), None)
     print(f"inverse design bench: {len(specs)} held-out targets ({','.join(components)}), budget {args.n_calls} "
           f"objective evaluations, {args.n_candidates} candidates verified by LBM per target and method")
     print(f"{'variant':18s} {'method':14s} {'objective':10s} {'hit@1':>6s} {'hit@N':>6s} {'pred@1':>6s} {'phi@1':>6s} "

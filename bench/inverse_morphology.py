@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.properties import is_k_component  # noqa: E402
+
 
 def correlation_length(im: np.ndarray) -> float:
     """First lag (voxels) where the normalized two-point correlation drops below 1/e."""
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     for split in ("test", "val"):
         ds = VoxelDataset(args.dataset, split, properties=comps)
         for im, y in zip(ds.volumes(), ds.targets):
-            if all(float(v) > 0 for c, v in zip(comps, y) if c.startswith("k_")):
+            if all(float(v) > 0 for c, v in zip(comps, y) if is_k_component(c)):
                 samples.append(im)
     design = Path(args.design)
     res = pd.read_csv(design / "results.csv")

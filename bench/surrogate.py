@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core.properties import is_diagonal  # noqa: E402
+
 
 def _volumes(n: int, size: int, dims: int, seed: int) -> np.ndarray:
     from data_pipeline.synth import generate
@@ -46,7 +48,7 @@ def throughput(args) -> dict:
         size, dims = args.size, args.dims
         cfg = SurrogateConfig.from_dict({**_load_yaml(args.config), "dims": dims, "input_size": size})
         norm = Normalizer(cfg.components, np.zeros(len(cfg.components)), np.ones(len(cfg.components)),
-                          [c.startswith("k_") and c[2] == c[3] for c in cfg.components])
+                          [is_diagonal(c) for c in cfg.components])
         model = MultiscaleCNN.from_config(cfg).to(args.device).eval()
         sur = Surrogate(model, cfg, norm, args.device)
     ims = _volumes(args.n, size, dims, seed=0)

@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 
-def unknown_key_error(key: str, valid, source: str | None = None, what: str = "config") -> ValueError:
-    """The one wording of an unknown key: ``<source>: Unknown <what> key 'k'; valid keys: ...``."""
+def unknown_key_error(key: str, valid, source: str | None = None, phrase: str = "Unknown config key",
+                      error: type[Exception] = ValueError) -> Exception:
+    """The one wording of an unknown key: ``<source>: <phrase> 'k'; valid keys: ...``."""
     prefix = f"{source}: " if source else ""
-    return ValueError(f"{prefix}Unknown {what} key {key!r}; valid keys: {', '.join(sorted(valid))}")
+    return error(f"{prefix}{phrase} {key!r}; valid keys: {', '.join(sorted(valid))}")
 
 
 def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "config file") -> dict:
@@ -31,42 +32,57 @@ def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "co
     return data
 
 
+def _plain(v, kind: str):
+    """``v`` as a plain value of a field annotated ``kind``: numpy scalars unwrapped, sequences as
+    lists (of ints for ``list[int]``; a string is left to the config's own validation), integral
+    floats of int fields as ints."""
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars
+        v = v.item()
+    if kind.startswith("list") and v is not None and not isinstance(v, str):
+        return [int(x) for x in v] if kind == "list[int]" else list(v)
+    if kind.startswith("int") and isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
 class FlatConfig:
     """Mixin for a flat config dataclass: from_dict (unknown key -> ValueError naming it),
     to_dict, replace, to_json. Values that searchers hand back as numpy scalars or as floats
     of int fields (hyperopt's quniform) are coerced to plain Python values of the field's type."""
 
-    #: the word in "unknown <WHAT> key" errors
-    WHAT = "config"
+    #: the words before the key in an unknown-key error
+    UNKNOWN = "Unknown config key"
+    #: the exception of every error from_dict / load_config_file raise (a ValueError subclass)
+    ERROR: type[ValueError] = ValueError
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def unknown_keys_error(cls, unknown: list[str], valid, source: str | None) -> Exception:
+        """The error for the unknown keys of a dict (the first one named)."""
+        return unknown_key_error(unknown[0], valid, source, cls.UNKNOWN, cls.ERROR)
+
+    @classmethod
     def from_dict(cls, d: dict, source: str | None = None):
-        """Build a config from a flat dict; an unknown key or a bad value raises ValueError naming
-        it (prefixed with ``source``, e.g. the file, when given)."""
+        """Build a config from a flat dict; an unknown key, a missing required field or a bad value
+        raises ``ERROR`` naming it (prefixed with ``source``, e.g. the file, when given)."""
         fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        for key in d:
-            if key not in fields:
-                raise unknown_key_error(key, fields, source, cls.WHAT)
-        kwargs = {}
-        for k, v in d.items():
-            if hasattr(v, "item") and not isinstance(v, (list, dict, str)):  # numpy scalars
-                v = v.item()
-            kind = fields[k]
-            if kind.startswith("list") and v is not None:
-                v = [int(x) for x in v] if kind == "list[int]" else list(v)
-            elif kind.startswith("int") and isinstance(v, float) and v.is_integer():
-                v = int(v)
-            kwargs[k] = v
-        if source is None:
-            return cls(**kwargs)
+        unknown = [key for key in d if key not in fields]
+        if unknown:
+            raise cls.unknown_keys_error(unknown, fields, source)
+        prefix = f"{source}: " if source else ""
+        for f in dataclasses.fields(cls):
+            if f.name not in d and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                what = f" ({f.metadata['help']})" if "help" in f.metadata else ""
+                raise cls.ERROR(f"{prefix}{f.name!r}{what} is required")
         try:
-            return cls(**kwargs)
+            return cls(**{k: _plain(v, fields[k]) for k, v in d.items()})
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: {exc}") from None
+            if source is None:
+                raise
+            raise cls.ERROR(f"{source}: {exc}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,13 +97,15 @@ class FlatConfig:
             tmp.write_text(json.dumps(self.to_dict(), indent=2))
 
 
-def load_config_file(cls, path=None, overrides: dict | None = None, skip_none: bool = False):
+def load_config_file(cls, path=None, overrides: dict | None = None, skip_none: bool = False,
+                     what: str = "config file"):
     """A ``cls`` (a FlatConfig) from a flat YAML/JSON file (None = the defaults) and overrides.
 
     Errors name the file (``<defaults>`` without one) and the key. ``skip_none``: override values
-    that are None (command-line options not given) leave the file's value.
+    that are None (command-line options not given) leave the file's value. ``what``: the file in
+    the not-found error.
     """
-    data = read_yaml_mapping(path) if path is not None else {}
+    data = read_yaml_mapping(path, cls.ERROR, what) if path is not None else {}
     data.update({k: v for k, v in (overrides or {}).items() if not (skip_none and v is None)})
     return cls.from_dict(data, source=str(path) if path is not None else "<defaults>")
 
@@ -103,11 +121,11 @@ def parse_override(text: str) -> tuple[str, object]:
 class Check:
     """``bad(name, why)`` of a config's ``validate``: raises ValueError naming the field and its value."""
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, cfg, what: str = "config field"):
+        self.cfg, self.what = cfg, what
 
     def bad(self, name: str, why: str):
-        raise ValueError(f"config field {name!r} = {getattr(self.cfg, name)!r}: {why}")
+        raise ValueError(f"{self.what} {name!r} = {getattr(self.cfg, name)!r}: {why}")
 
     def one_of(self, name: str, allowed) -> None:
         if getattr(self.cfg, name) not in allowed:

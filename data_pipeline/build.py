@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from core.config import read_yaml_mapping
+from core.config import FlatConfig, load_config_file
 from data_pipeline import synth
 from data_pipeline.label_surrogate import (MODES, RELERR, RunningCheck, assign_labelers, labeler_kind,
                                            installed_labeler_loader, relative_errors, surrogate_row)
@@ -60,9 +60,9 @@ _IDENTITY = ("dims", "size", "seed", "generators", "source")
 
 
 @dataclass
-class BuildConfig:
+class BuildConfig(FlatConfig):
     """Everything the build needs; loaded from YAML (an unknown key is an error)."""
-    out: str                              # dataset folder to write (created; resumed if it exists)
+    out: str = field(metadata={"help": "the dataset folder"})  # written (created; resumed if it exists)
     dims: int = 3                         # 2 or 3
     size: int = 32                        # edge length in voxels (cubic / square volumes)
     n_samples: int = 64
@@ -82,6 +82,12 @@ class BuildConfig:
     gpus_per_task: float = 1.0            # GPUs per labeling task when the cluster has GPUs
     threads_per_task: int = 1             # solver threads per labeling task (CPU)
     retry_failed: bool = False            # relabel rows with status "failed" on a rerun
+
+    ERROR = DataError
+
+    @classmethod
+    def unknown_keys_error(cls, unknown, valid, source) -> DataError:
+        return DataError(f"{source}: unknown config key(s) {sorted(unknown)}; valid keys: {sorted(valid)}")
 
     def __post_init__(self):
         if self.dims not in (2, 3):
@@ -113,19 +119,7 @@ class BuildConfig:
 
 def load_build_config(path, **overrides) -> BuildConfig:
     """Read a BuildConfig from YAML; ``overrides`` (not None) replace file values."""
-    path = Path(path)
-    data = read_yaml_mapping(path, error=DataError)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    names = {f.name for f in dataclasses.fields(BuildConfig)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise DataError(f"{path}: unknown config key(s) {unknown}; valid keys: {sorted(names)}")
-    if "out" not in data:
-        raise DataError(f"{path}: 'out' (the dataset folder) is required")
-    try:
-        return BuildConfig(**data)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    return load_config_file(BuildConfig, Path(path), overrides, skip_none=True)
 
 
 # ---------------------------------------------------------------------------------------------

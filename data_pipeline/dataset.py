@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.properties import diagonal_columns
 from data_pipeline.io import (K_COLUMNS, DataError, atomic_path, read_dataset_meta,
                               read_properties, read_volume, volume_path)
 
@@ -158,7 +159,7 @@ class VoxelDataset(Dataset):
         self.dims = int(self.meta["dims"])
         self.shape = tuple(int(s) for s in self.meta["shape"])
         if properties is None:
-            properties = ["porosity"] + [c for c in ("k_xx", "k_yy", "k_zz")[: self.dims]]
+            properties = ["porosity"] + diagonal_columns(self.dims)
         table = labeled_table(self.root, labelers=labelers, columns=properties,
                               exclude_labelers=exclude_labelers)
         missing = [p for p in properties if p not in table.columns]

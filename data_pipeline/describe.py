@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.cli import failed
+from core.properties import diagonal_columns
 from data_pipeline.descriptors import (describe_volume, local_thickness, percolates, porosity,  # noqa: F401
                                        pore_size_distribution, specific_surface, two_point_correlation)
 from data_pipeline.io import (VOLUMES_DIR, DataError, atomic_path, read_dataset_meta, read_properties,
@@ -82,7 +84,7 @@ def summary_figure(root: Path, records: list[dict], path: Path) -> None:
     axes[1, 0].set_xlabel("porosity")
     axes[1, 0].set_ylabel("samples")
     ax = axes[1, 1]
-    kcols = [c for c in ("k_xx", "k_yy", "k_zz")[:dims] if c in props.columns]
+    kcols = [c for c in diagonal_columns(dims) if c in props.columns]
     ok = props
     if "status" in props.columns:
         ok = props[props["status"].fillna("ok") == "ok"]
@@ -131,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = describe_dataset(target, args.out, args.max_samples, progress=not args.no_progress)
     except DataError as exc:
-        print(f"describe: {exc}", file=sys.stderr)
-        return 2
+        return failed("describe", exc)
     df = pd.read_csv(out / "descriptors.csv")
     print(f"described {len(df)} samples: porosity {df.porosity.min():.3f}-{df.porosity.max():.3f}, "
           f"specific surface {df.specific_surface.mean():.3f} 1/voxel (mean)")

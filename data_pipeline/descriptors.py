@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from core.properties import AXES
+
 
 def porosity(im: np.ndarray) -> float:
     """Pore fraction ``phi`` of ``im`` (dimensionless)."""
@@ -129,7 +131,7 @@ def percolates(im: np.ndarray) -> dict[str, bool]:
     im = np.asarray(im, dtype=bool)
     labels, _ = ndimage.label(im)  # default structure = face connectivity
     out = {}
-    names = "xyz"[: im.ndim]
+    names = AXES[: im.ndim]
     for a in range(im.ndim):
         first = np.unique(np.take(labels, 0, axis=a))
         last = np.unique(np.take(labels, -1, axis=a))

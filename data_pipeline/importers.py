@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from core.cli import failed
 from data_pipeline.io import (DATASET_YAML, VOLUMES_DIR, DataError,
                               property_columns, read_dataset_meta, read_properties, volume_path,
                               write_properties, write_volume, write_yaml)
@@ -465,8 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                                  mapping=mapping, allow_missing=args.allow_missing,
                                  voxel_size=args.voxel_size, force=args.force)
     except DataError as exc:
-        print(f"import: {exc}", file=sys.stderr)
-        return 2
+        return failed("import", exc)
     n = len(list((Path(out) / VOLUMES_DIR).glob("*.tif")))
     print(f"imported {n} volume(s) into {out}")
     return 0

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 
+from core.properties import AXES
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -48,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--voxel-size must be positive (metres), got {args.voxel_size}")
         axes = None
         if args.axes:
-            bad = set(args.axes) - set("xyz"[:im.ndim])
+            bad = set(args.axes) - set(AXES[:im.ndim])
             if bad:
                 raise ValueError(f"--axes: unknown axis {sorted(bad)} for a {im.ndim}D image")
-            axes = ["xyz".index(a) for a in args.axes]
+            axes = [AXES.index(a) for a in args.axes]
         tau = args.tau
         res = permeability(im, collision=args.collision, tau=tau, tol=args.tol,
                            max_steps=args.max_steps, dtype=args.dtype, device=args.device, axes=axes)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, allow_nan=False))  # strict JSON: null, never NaN
     else:
-        names = "xyz"[:im.ndim]
+        names = AXES[:im.ndim]
         print(f"{args.file}: shape {tuple(im.shape)}, porosity {res.porosity:.4f}, "
               f"converged {res.converged} after {res.steps} steps (residual {res.residual:.2e}, "
               f"max Mach {res.max_mach:.3g}, Re {res.reynolds:.3g})")

@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from core.cli import failed
+
 Shape = Sequence[int]
 
 
@@ -406,8 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             im = generate(args.generator, size, seed, **params)
         except ValueError as exc:
-            print(f"synth: {exc}", file=sys.stderr)
-            return 2
+            return failed("synth", exc)
         name = f"s{i:05d}" if args.dataset else f"{args.generator}_{seed:05d}"
         write_volume(vol_dir / f"{name}.tif", im)
         print(f"{vol_dir / (name + '.tif')}: porosity {im.mean():.4f}")

@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.cli import failed
+from core.properties import K_COLUMNS, component_index
+
 
 def delivered_latents(space, mu_train: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """(n, L) latents: up to n/2 training latents (seeded choice), the rest uniform in the box."""
@@ -43,7 +46,7 @@ def delivered_latents(space, mu_train: np.ndarray, n: int, seed: int = 0) -> tup
 def calibrate(model_ref: str, out: str | Path, dataset: str | None = None, n: int = 256, jitter: float = 0.03,
               solver: dict | None = None, seed: int = 0, device: str = "cpu", log=print) -> Path:
     """Write the labeled dataset of delivered structures (see module doc); returns its folder."""
-    from data_pipeline.io import K_COLUMNS, read_properties, write_properties, write_volume, write_yaml
+    from data_pipeline.io import read_properties, write_properties, write_volume, write_yaml
     from data_pipeline.permeability import permeability_batch
     from inverse.delivered import Delivery, decode_probabilities
     from inverse.model_source import load_bundle
@@ -93,7 +96,7 @@ def calibrate(model_ref: str, out: str | Path, dataset: str | None = None, n: in
         k = np.asarray(r.k)
         row = {"sample_id": sid, "porosity": float(r.porosity)}
         for c in K_COLUMNS[dims]:
-            row[c] = float(k["xyz".index(c[2]), "xyz".index(c[3])])
+            row[c] = float(k[component_index(c)])
         row.update(steps=int(r.steps), converged=bool(r.converged), residual=float(r.residual),
                    max_mach=float(r.max_mach), labeler="lbm", status="ok" if r.converged else "failed",
                    error="" if r.converged else "not converged")
@@ -129,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         out = calibrate(args.model, args.out, args.dataset, args.n, args.jitter,
                         {"tol": args.solver_tol} if args.solver_tol else None, args.seed, args.device)
     except (ModelSourceError, FileNotFoundError, ValueError) as exc:
-        print(f"python -m inverse calibrate: error: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m inverse calibrate: error", exc)
     print(f"dataset of delivered structures: {out}")
     return 0
 

@@ -6,12 +6,10 @@ key"); the command line overrides fields of a YAML file (``--config configs/inve
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from core.config import Check, FlatConfig, load_config_file
 
 METHODS = ("bo", "tpe", "random", "gradient")
 BO_ENGINES = ("composite", "gp_minimize")
@@ -22,7 +20,7 @@ PROPERTY_MODELS = ("regressor", "reencode", "surrogate", "solver")  # see invers
 
 
 @dataclass
-class DesignConfig:
+class DesignConfig(FlatConfig):
     """Configuration of one inverse-design run.
 
     Model and data
@@ -130,94 +128,57 @@ class DesignConfig:
     experiment: str = "inverse-design"
     figures: bool = True
 
+    UNKNOWN = "unknown config key"
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value is out of range."""
-        def bad(name, why):
-            raise ValueError(f"config field {name!r} = {getattr(self, name)!r}: {why}")
-
+        check = Check(self)
         if isinstance(self.methods, str):
             self.methods = [m.strip() for m in self.methods.split(",") if m.strip()]
         if isinstance(self.targets, str):
             self.targets = [self.targets]
         if not self.methods or any(m not in METHODS for m in self.methods):
-            bad("methods", f"each must be one of {METHODS}")
+            check.bad("methods", f"each must be one of {METHODS}")
         if len(set(self.methods)) != len(self.methods):
-            bad("methods", "lists a method twice")
-        if self.bounds not in BOUNDS:
-            bad("bounds", f"must be one of {BOUNDS}")
-        if self.bo_engine not in BO_ENGINES:
-            bad("bo_engine", f"must be one of {BO_ENGINES}")
+            check.bad("methods", "lists a method twice")
+        check.one_of("bounds", BOUNDS)
+        check.one_of("bo_engine", BO_ENGINES)
         if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
-            bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
-        if self.property_model not in PROPERTY_MODELS:
-            bad("property_model", f"must be one of {PROPERTY_MODELS}")
+            check.bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
+        check.one_of("property_model", PROPERTY_MODELS)
         if self.property_model == "surrogate" and not self.surrogate:
-            bad("property_model", "needs a surrogate checkpoint folder: set 'surrogate: PATH' in the config "
-                "or pass --surrogate PATH (python -m models.surrogate train ... makes one)")
-        if self.screen_top < 0:
-            bad("screen_top", "must be >= 0 (0 = no surrogate screening)")
-        if self.threshold not in THRESHOLDS:
-            bad("threshold", f"must be one of {THRESHOLDS}")
-        if self.units not in UNITS:
-            bad("units", f"must be one of {UNITS}")
-        if self.n_calls < 2:
-            bad("n_calls", "must be >= 2")
+            check.bad("property_model", "needs a surrogate checkpoint folder: set 'surrogate: PATH' in the config "
+                      "or pass --surrogate PATH (python -m models.surrogate train ... makes one)")
+        check.at_least(("screen_top",), 0, "must be >= 0 (0 = no surrogate screening)")
+        for name, allowed in (("threshold", THRESHOLDS), ("units", UNITS)):
+            check.one_of(name, allowed)
+        check.at_least(("n_calls",), 2)
         if not 1 <= self.n_initial <= self.n_calls:
-            bad("n_initial", f"must be in [1, n_calls={self.n_calls}]")
+            check.bad("n_initial", f"must be in [1, n_calls={self.n_calls}]")
         if not 0 <= self.quantile < 0.5:
-            bad("quantile", "must be in [0, 0.5)")
+            check.bad("quantile", "must be in [0, 0.5)")
         if not 0 < self.manifold_quantile <= 1:
-            bad("manifold_quantile", "must be in (0, 1]")
+            check.bad("manifold_quantile", "must be in (0, 1]")
         for name in ("tol_porosity", "tol_k", "prior_radius", "gradient_lr"):
             if not float(getattr(self, name)) > 0:
-                bad(name, "must be > 0")
-        for name in ("box_margin", "manifold_weight", "min_distance", "max_island"):
-            if getattr(self, name) is not None and float(getattr(self, name)) < 0:
-                bad(name, "must be >= 0")
+                check.bad(name, "must be > 0")
+        check.at_least([n for n in ("box_margin", "manifold_weight", "min_distance", "max_island")
+                        if getattr(self, n) is not None], 0)
         if not 0 < self.fixed_threshold < 1:
-            bad("fixed_threshold", "must be in (0, 1)")
-        if self.n_candidates < 1:
-            bad("n_candidates", "must be >= 1")
+            check.bad("fixed_threshold", "must be in (0, 1)")
+        check.at_least(("n_candidates",), 1)
         for name in ("solver", "search_solver"):
             if not isinstance(getattr(self, name), dict):
-                bad(name, "must be a mapping of solver keyword arguments")
+                check.bad(name, "must be a mapping of solver keyword arguments")
 
     def manifold_weight_for(self, property_model: str) -> float:
         """The manifold penalty weight of an objective (``manifold_weight``, or its default when None)."""
         if self.manifold_weight is not None:
             return float(self.manifold_weight)
         return 0.0 if property_model == "solver" else 1.0
-
-    # --- serialization -------------------------------------------------------------------
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "<dict>") -> "DesignConfig":
-        """Build a config from a flat dict; an unknown key raises ValueError naming it."""
-        names = set(cls.field_names())
-        for key in d:
-            if key not in names:
-                raise ValueError(f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(names))}")
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: {exc}") from None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes) -> "DesignConfig":
-        return DesignConfig.from_dict({**self.to_dict(), **changes}, source="<replace>")
-
-    def to_json(self, path: str | Path) -> None:
-        from data_pipeline.io import atomic_path
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
 
 
 def load_design_config(path: str | Path | None = None, **overrides) -> DesignConfig:
@@ -226,15 +187,4 @@ def load_design_config(path: str | Path | None = None, **overrides) -> DesignCon
     Relative paths in the file (model folder, dataset, targets_csv) stay relative to the working
     directory (the repository root), like every other stage's configs.
     """
-    data: dict = {}
-    source = "<defaults>"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file must be a flat mapping of key: value")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return DesignConfig.from_dict(data, source=source)
+    return load_config_file(DesignConfig, path, overrides, skip_none=True)

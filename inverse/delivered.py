@@ -34,11 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.properties import component_index
 from inverse.config import PROPERTY_MODELS
 from inverse.objective import LatentSpace, Objective
 from inverse.postprocess import binarize_clean
 from inverse.targets import Target
-from inverse.verify import component_index, verified_values, verify_batch
+from inverse.verify import verified_values, verify_batch
 
 
 

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,105 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.cli import failed
+from core.properties import is_k_component
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
 from inverse.search import SearchResult, run_search, select_candidates
-from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, is_permeability
+from inverse.targets import Target, TargetError, build_targets, check_targets_for_model
 from inverse.verify import verified_values, verify_batch
+
+
+# --- the record of one candidate ----------------------------------------------------------------
+@dataclass
+class Verification:
+    """The solver's measurement of one candidate and the hit it decides.
+
+    values: ``{property: value}`` measured (porosity -, k components voxel^2); d_porosity: measured
+    minus predicted porosity (nan when porosity is not predicted); errors: ``{property: error}`` of
+    each condition against its exact value or the prediction (absolute for porosity, relative for
+    k); converged, steps, error: the solver's record ("" when solved); hit: every condition within
+    its tolerance and no solver error.
+    """
+
+    values: dict[str, float]
+    d_porosity: float
+    errors: dict[str, float]
+    converged: bool
+    steps: int
+    error: str
+    hit: bool
+
+
+@dataclass
+class Candidate:
+    """One delivered design of a target: where the search found it, what it is, what the solver says.
+
+    ``to_row()`` is its ``results.csv`` row (column names are the file's contract: ``candidate`` is
+    ``rank``, ``pred_<p>`` / ``regz_<p>`` / ``sur_<p>`` / ``verified_<p>`` / ``err_<p>`` the dicts,
+    ``z<d>`` the latent); ``im`` (bool, True = pore) is written as its .tif, not into the row.
+    """
+
+    target_id: str
+    target: str  # the target's description
+    method: str
+    rank: int  # 0 = the best of its method
+    property_model: str  # the estimate the search used: "regressor" | "reencode" | "surrogate" | "solver"
+    eval_index: int  # which evaluation of the search
+    objective: float
+    distance: float  # target distance of the search's estimate
+    mahalanobis: float
+    inside_box: bool
+    pred: dict[str, float]  # the search's estimate, raw units
+    regz: dict[str, float]  # the regressor on z (diagnostic)
+    z: np.ndarray  # (L,)
+    im: np.ndarray = field(repr=False)  # the delivered structure (*shape)
+    threshold_rule: str = "target"
+    threshold: float = float("nan")
+    porosity_goal: float = float("nan")
+    decoded_porosity: float = float("nan")
+    solid_removed: int = 0
+    pores_removed: int = 0
+    screen_from: int | None = None  # rank among the screened latents (surrogate screening only)
+    screen_distance: float | None = None
+    sur: dict[str, float] = field(default_factory=dict)  # the surrogate's k estimates (screening only)
+    morphology: dict = field(default_factory=dict)  # inverse.morphology_check columns
+    verification: Verification | None = None
+
+    @property
+    def binary_porosity(self) -> float:
+        return float(self.im.mean())
+
+    @property
+    def hit(self):
+        """True / False once verified, nan without verification."""
+        return self.verification.hit if self.verification is not None else np.nan
+
+    def to_row(self) -> dict:
+        """The ``results.csv`` row (plain Python values, the columns in their historical order)."""
+        row = {"target_id": self.target_id, "target": self.target, "method": self.method, "candidate": self.rank,
+               "property_model": self.property_model, "eval_index": self.eval_index, "objective": self.objective,
+               "distance": self.distance, "mahalanobis": self.mahalanobis, "inside_box": self.inside_box}
+        row.update({f"pred_{p}": v for p, v in self.pred.items()})
+        row.update({f"regz_{p}": v for p, v in self.regz.items()})
+        if self.screen_from is not None:
+            row.update(screen_from=self.screen_from, screen_distance=self.screen_distance)
+            row.update({f"sur_{p}": v for p, v in self.sur.items()})
+        row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
+                    "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
+                    "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
+                    "pores_removed": self.pores_removed})
+        row.update(self.morphology)
+        row.update({f"z{d}": float(v) for d, v in enumerate(self.z)})
+        v = self.verification
+        if v is not None:
+            row.update({f"verified_{p}": x for p, x in v.values.items()})
+            row["d_porosity"] = v.d_porosity
+            row.update({f"err_{p}": x for p, x in v.errors.items()})
+            row.update(converged=v.converged, solver_steps=v.steps, solver_error=v.error)
+        row["hit"] = self.hit
+        return {k: _fmt(x) for k, x in row.items()}
 
 
 @dataclass
@@ -44,11 +136,13 @@ class TargetOutcome:
     notes: list[str] = field(default_factory=list)
     nearest: dict = field(default_factory=dict)
     searches: dict[str, SearchResult] = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)
-    volumes: list[np.ndarray] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
     verify_time_s: float = 0.0
     decode_time_s: float = 0.0
     reference: np.ndarray | None = None  # the structure of the target's ref=<sample_id>, when named
+
+    def of_method(self, method: str) -> list[Candidate]:
+        return [c for c in self.candidates if c.method == method]
 
 
 @dataclass
@@ -115,20 +209,102 @@ def nearest_achievable(target: Target, objective: Objective, y_train: np.ndarray
     return out
 
 
-# --- decoding ---------------------------------------------------------------------------------
-# --- the flow ---------------------------------------------------------------------------------
+# --- the flow: search, selection (screening, delivery), verification ----------------------------
 def _fmt(v):
     if isinstance(v, (np.floating, np.integer, np.bool_)):
         v = v.item()
     return v
 
 
-def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
-               log=print, surrogate=None, morph_ref=None) -> TargetOutcome:
-    outcome = TargetOutcome(target)
-    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight_for("regressor"))  # the regressor's
-    props = bundle.properties
-    ranges = label_ranges(bundle.y_train, props)
+def search_step(cfg: DesignConfig, method: str, objective: Objective, aware: Objective | None,
+                y_train: np.ndarray) -> tuple[SearchResult, Objective]:
+    """Step 1: search the latent space with ``method``; returns the result and the objective it used
+    (the decoder-aware one of ``cfg.property_model``, except for "gradient": the regressor's)."""
+    obj = objective if (aware is None or method == "gradient") else aware
+    res = run_search(method, obj, y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
+                     gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer, bo_engine=cfg.bo_engine)
+    res.info["property_model"] = "regressor" if obj is objective else cfg.property_model
+    # solver failures inside the search (k counted as 0 for that latent) are recorded, not hidden
+    res.info["search_solver_errors"] = len(getattr(obj, "solver_errors", {}))
+    return res, obj
+
+
+def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResult, obj: Objective,
+                objective: Objective, space: LatentSpace, delivery: Delivery, properties: list[str],
+                surrogate=None, morph_ref=None) -> list[Candidate]:
+    """Step 2: the best distinct latents of a search, screened by the surrogate (when given and
+    ``cfg.screen_top`` > 0: the ``screen_top`` best are ranked by the surrogate's estimate of their
+    delivered structure and the best ``n_candidates`` kept), delivered (decoded, binarized, cleaned)
+    and described (estimates, morphology) as :class:`Candidate` records, best first."""
+    t0 = time.perf_counter()
+    screen = surrogate is not None and cfg.screen_top > 0
+    n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
+    idx = select_candidates(res.z, res.f, n_pick, cfg.min_distance * space.scale)
+    scr_rank = list(range(len(idx)))
+    scr_dist, scr_raw = None, None
+    if screen and idx:
+        scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[idx])
+        order = np.argsort(scr_dist, kind="stable")[: cfg.n_candidates]  # best surrogate estimates first
+        scr_rank = [int(o) for o in order]
+        scr_dist, scr_raw = scr_dist[order], scr_raw[order]
+        res.info["screened"] = len(idx)
+        idx = [idx[o] for o in order]
+    res.info["screen_s"] = time.perf_counter() - t0
+    z = res.z[idx]  # (n, L)
+    pred = obj.predict(z)  # (n, P): the estimate the search used
+    regz = objective.predict(z)  # (n, P): the regressor on z (diagnostic)
+    dist = obj.distances(z)  # (n,)
+    maha = space.mahalanobis(z)  # (n,)
+    out = []
+    for rank, (i, zi, dv) in enumerate(zip(idx, z, delivery(z))):
+        c = Candidate(target.target_id, target.describe(), method, rank, res.info["property_model"], int(i),
+                      float(res.f[i]), float(dist[rank]), float(maha[rank]), bool(space.inside(zi)[0]),
+                      pred={p: float(v) for p, v in zip(properties, pred[rank])},
+                      regz={p: float(v) for p, v in zip(properties, regz[rank])}, z=zi, im=dv.im,
+                      threshold_rule=cfg.threshold, threshold=dv.threshold, porosity_goal=dv.goal,
+                      decoded_porosity=dv.decoded_porosity, solid_removed=int(dv.info.get("solid_removed", 0)),
+                      pores_removed=int(dv.info.get("pores_removed", 0)))
+        if scr_raw is not None:
+            c.screen_from, c.screen_distance = int(scr_rank[rank]), float(scr_dist[rank])
+            c.sur = {p: float(v) for p, v in zip(properties, scr_raw[rank]) if p != "porosity"}
+        if morph_ref is not None:
+            c.morphology = morph_ref.columns(dv.im, target.reference)
+        out.append(c)
+    res.info["candidate_s"] = time.perf_counter() - t0
+    return out
+
+
+def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], properties: list[str]) -> float:
+    """Step 3: solve every candidate of a target in one batch and record its :class:`Verification`
+    (porosity, the predicted k components and the targeted ones; the hit); returns the seconds."""
+    if not candidates:
+        return 0.0
+    recs, secs = verify_batch([c.im for c in candidates], cfg.solver)
+    verify_props = list(dict.fromkeys(["porosity"] + [p for p in properties if is_k_component(p)]
+                                      + target.properties))
+    for c, rec in zip(candidates, recs):
+        ver = verified_values(rec, verify_props)
+        pred = c.pred
+        errors = {}
+        for cond in target.conditions:
+            v = ver[cond.prop]
+            ref = cond.value if cond.kind == "exact" else pred.get(cond.prop)
+            if ref is None:
+                continue
+            errors[cond.prop] = (v - ref) if cond.prop == "porosity" else (v - ref) / abs(ref) if ref else np.nan
+        c.verification = Verification(
+            values=ver, d_porosity=ver["porosity"] - pred.get("porosity", np.nan) if "porosity" in pred else np.nan,
+            errors=errors, converged=bool(rec["converged"]), steps=int(rec["steps"]), error=rec["error"],
+            hit=bool(target.hit(ver, pred)) and not rec["error"])
+    return secs
+
+
+def screen_extrapolation(cfg: DesignConfig, bundle, space: LatentSpace, objective: Objective,
+                         outcome: TargetOutcome, pred_ranges_cache: dict, log=print) -> bool:
+    """Flag a target outside the training labels (notes, nearest achievable values); True when it
+    is to be searched."""
+    target = outcome.target
+    ranges = label_ranges(bundle.y_train, bundle.properties)
     if "pred" not in pred_ranges_cache:
         pred_ranges_cache["pred"] = predicted_ranges(objective, space, seed=cfg.seed)
     notes = check_extrapolation(target, ranges)
@@ -138,10 +314,16 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
         outcome.status = "extrapolation-searched" if cfg.allow_extrapolation else "extrapolation"
         log(f"[{target.target_id}] EXTRAPOLATION: " + "; ".join(notes)
             + ("" if cfg.allow_extrapolation else " -> not searched (allow_extrapolation to force)"))
-        if not cfg.allow_extrapolation:
-            return outcome
+    return not notes or cfg.allow_extrapolation
 
-    targeted = target.properties
+
+def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
+               log=print, surrogate=None, morph_ref=None) -> TargetOutcome:
+    """One target: extrapolation check, then per method search and selection, then one verification."""
+    outcome = TargetOutcome(target)
+    objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight_for("regressor"))  # the regressor's
+    if not screen_extrapolation(cfg, bundle, space, objective, outcome, pred_ranges_cache, log):
+        return outcome
     # one delivery (decode -> binarize -> clean, cached by z) shared by the objectives and the candidates
     delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
                         cfg.max_island)
@@ -150,98 +332,21 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
         aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
                                cfg.manifold_weight_for(cfg.property_model), surrogate,
                                {**cfg.solver, **cfg.search_solver})
-    screen = surrogate is not None and cfg.screen_top > 0
     t_dec = time.perf_counter()
     for method in cfg.methods:
-        obj = objective if (aware is None or method == "gradient") else aware
-        pm = "regressor" if obj is objective else cfg.property_model
-        res = run_search(method, obj, bundle.y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
-                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer,
-                         bo_engine=cfg.bo_engine)
-        res.info["property_model"] = pm
-        # solver failures inside the search (k counted as 0 for that latent) are recorded, not hidden
-        res.info["search_solver_errors"] = len(getattr(obj, "solver_errors", {}))
+        res, obj = search_step(cfg, method, objective, aware, bundle.y_train)
         outcome.searches[method] = res
         t_dec += res.time_s
-        t_scr = time.perf_counter()
-        n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
-        idx = select_candidates(res.z, res.f, n_pick, cfg.min_distance * space.scale)
-        scr_rank = list(range(len(idx)))
-        scr_dist, scr_raw = None, None
-        if screen and idx:
-            scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[idx])
-            order = np.argsort(scr_dist, kind="stable")[: cfg.n_candidates]  # best surrogate estimates first
-            scr_rank = [int(o) for o in order]
-            scr_dist, scr_raw = scr_dist[order], scr_raw[order]
-            res.info["screened"] = len(idx)
-            idx = [idx[o] for o in order]
-        res.info["screen_s"] = time.perf_counter() - t_scr
-        z = res.z[idx]  # (n, L)
-        pred = obj.predict(z)  # (n, P): the estimate the search used
-        regz = objective.predict(z)  # (n, P): the regressor on z (diagnostic)
-        dist = obj.distances(z)
-        maha = space.mahalanobis(z)
-        delivered = delivery(z)
-        for rank, (i, zi, pi, ri, dv) in enumerate(zip(idx, z, pred, regz, delivered)):
-            row = {"target_id": target.target_id, "target": target.describe(), "method": method,
-                   "candidate": rank, "property_model": pm, "eval_index": int(i), "objective": float(res.f[i]),
-                   "distance": float(dist[rank]), "mahalanobis": float(maha[rank]),
-                   "inside_box": bool(space.inside(zi)[0])}
-            for p, v in zip(props, pi):
-                row[f"pred_{p}"] = float(v)
-            for p, v in zip(props, ri):
-                row[f"regz_{p}"] = float(v)
-            if scr_raw is not None:
-                row["screen_from"] = int(scr_rank[rank])
-                row["screen_distance"] = float(scr_dist[rank])
-                for p, v in zip(props, scr_raw[rank]):
-                    if p != "porosity":
-                        row[f"sur_{p}"] = float(v)
-            row.update({"threshold_rule": cfg.threshold, "threshold": dv.threshold, "porosity_goal": dv.goal,
-                        "decoded_porosity": dv.decoded_porosity, "binary_porosity": float(dv.im.mean()),
-                        "solid_removed": int(dv.info.get("solid_removed", 0)),
-                        "pores_removed": int(dv.info.get("pores_removed", 0))})
-            if morph_ref is not None:
-                row.update(morph_ref.columns(dv.im, target.reference))
-            row.update({f"z{d}": float(v) for d, v in enumerate(zi)})
-            outcome.rows.append(row)
-            outcome.volumes.append(dv.im)
-        res.info["candidate_s"] = time.perf_counter() - t_scr
+        outcome.candidates += select_step(cfg, target, method, res, obj, objective, space, delivery,
+                                          bundle.properties, surrogate, morph_ref)
     outcome.decode_time_s = time.perf_counter() - t_dec
-
-    if cfg.verify and outcome.volumes:
-        recs, secs = verify_batch(outcome.volumes, cfg.solver)
-        outcome.verify_time_s = secs
-        verify_props = list(dict.fromkeys(["porosity"] + [p for p in props if is_permeability(p)] + targeted))
-        for row, rec in zip(outcome.rows, recs):
-            ver = verified_values(rec, verify_props)
-            pred = {p: row.get(f"pred_{p}") for p in props}
-            for p in verify_props:
-                row[f"verified_{p}"] = ver[p]
-            row["d_porosity"] = ver["porosity"] - pred.get("porosity", np.nan) if "porosity" in pred else np.nan
-            for c in target.conditions:
-                v = ver[c.prop]
-                ref = c.value if c.kind == "exact" else pred.get(c.prop)
-                if ref is None:
-                    continue
-                row[f"err_{c.prop}"] = (v - ref) if c.prop == "porosity" else (v - ref) / abs(ref) if ref else np.nan
-            row["converged"] = bool(rec["converged"])
-            row["solver_steps"] = int(rec["steps"])
-            row["solver_error"] = rec["error"]
-            row["hit"] = bool(target.hit(ver, pred)) and not rec["error"]
-    else:
-        for row in outcome.rows:
-            row["hit"] = np.nan
-    for row in outcome.rows:
-        # order the columns: the contract's first
-        for k in list(row):
-            row[k] = _fmt(row[k])
+    if cfg.verify:
+        outcome.verify_time_s = verify_step(cfg, target, outcome.candidates, bundle.properties)
     return outcome
 
 
 def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    rows = [r for o in outcomes for r in o.rows]
-    results = pd.DataFrame(rows)
+    results = pd.DataFrame([c.to_row() for o in outcomes for c in o.candidates])
     if not results.empty:
         first = ["target_id", "method", "candidate", "pred_porosity", "verified_porosity", "hit"]
         first = [c for c in first if c in results.columns]
@@ -258,15 +363,15 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
             rec = dict(base)
             if m is not None:
                 res = o.searches[m]
-                mine = [r for r in o.rows if r["method"] == m]
-                hits = [r.get("hit") for r in mine]
+                mine = o.of_method(m)
+                hits = [c.hit for c in mine]
                 rec.update({"method": m, "property_model": res.info.get("property_model"),
                             "screened": int(res.info.get("screened", 0)), "best_objective": float(res.f.min()), "n_evals": res.n_evals,
                             "search_solver_errors": int(res.info.get("search_solver_errors", 0)),
                             "n_candidates": len(mine),
                             "hit_any": bool(any(h is True for h in hits)) if cfg.verify else np.nan,
-                            "hit_best": bool(mine[0].get("hit")) if (cfg.verify and mine) else np.nan})
-                n_all = max(len(o.rows), 1)
+                            "hit_best": bool(mine[0].hit) if (cfg.verify and mine) else np.nan})
+                n_all = max(len(o.candidates), 1)
                 cand_s = float(res.info.get("candidate_s", 0.0))
                 timing.append({"target_id": t.target_id, "method": m, "property_model": res.info.get("property_model"),
                                "search_s": res.time_s, "candidate_s": cand_s,
@@ -274,6 +379,15 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
                                "total_s": res.time_s + cand_s + o.verify_time_s * len(mine) / n_all})
             summary.append(rec)
     return results, pd.DataFrame(summary), pd.DataFrame(timing)
+
+
+def _log_candidate(t: Target, c: Candidate) -> str:
+    ver = c.verification.values
+    nan = float("nan")
+    return (f"#{c.rank} pred phi {c.pred.get('porosity', nan):.3f} ver phi {ver['porosity']:.3f}"
+            + "".join(f" {k.prop} pred {c.pred.get(k.prop, nan):.4g} ver {ver[k.prop]:.4g}"
+                      for k in t.conditions if k.prop != "porosity")
+            + (" HIT" if c.hit else " miss"))
 
 
 def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
@@ -311,14 +425,9 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
         o.reference = morph_ref.sample(t.reference)[0] if t.reference else None
         outcomes.append(o)
         for m in o.searches:
-            mine = [r for r in o.rows if r["method"] == m]
+            mine = o.of_method(m)
             if mine and cfg.verify:
-                log(f"[{t.target_id}] {m:8s} " + "; ".join(
-                    f"#{r['candidate']} pred phi {r.get('pred_porosity', float('nan')):.3f} ver phi "
-                    f"{r['verified_porosity']:.3f}" + "".join(
-                        f" {c.prop} pred {r.get('pred_' + c.prop, float('nan')):.4g} ver {r['verified_' + c.prop]:.4g}"
-                        for c in t.conditions if c.prop != "porosity") + (" HIT" if r["hit"] else " miss")
-                    for r in mine))
+                log(f"[{t.target_id}] {m:8s} " + "; ".join(_log_candidate(t, c) for c in mine))
     results, summary, timing = _tables(cfg, outcomes)
     outcome = DesignOutcome(cfg, outcomes, results, summary, timing, out)
     outcome.run_id = write_outputs(outcome, bundle, space, log=log)
@@ -390,8 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
         outcome = design(cfg)
     except (TargetError, ModelSourceError, FileNotFoundError, ValueError) as exc:
-        print(f"python -m inverse design: error: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m inverse design: error", exc)
     s = outcome.summary
     if cfg.verify and "hit_any" in s.columns and not s.empty:
         for m, g in s.dropna(subset=["method"]).groupby("method", sort=False):

@@ -10,13 +10,14 @@ predicted by the regressor and, with ``--verify``, computed by the LBM solver (o
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from core.cli import failed
+from core.properties import is_k_component
 from data_pipeline.io import read_volume, volume_path, write_volume
 from inverse.design import decode_probabilities
 from inverse.postprocess import binarize_clean
@@ -102,7 +103,7 @@ def plot_path(df: pd.DataFrame, ims: list[np.ndarray], properties: list[str], pa
         ax.plot(df["t"], y, marker="o", label=f"pred {p}")
         if f"verified_{p}" in df:
             ax.plot(df["t"], df[f"verified_{p}"], marker="x", ls="--", label=f"LBM {p}")
-    if any(p.startswith("k_") for p in properties):
+    if any(is_k_component(p) for p in properties):
         ax.set_yscale("log")
     ax.set_xlabel("slerp parameter t")
     ax.legend(fontsize=7, ncol=2)
@@ -144,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         df, ims = interpolate(bundle, im_a, im_b, args.steps, args.threshold, not args.no_clean,
                               verify=args.verify)
     except (ModelSourceError, FileNotFoundError, ValueError) as exc:
-        print(f"python -m inverse interpolate: error: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m inverse interpolate: error", exc)
     df.insert(0, "from", name_a)
     df.insert(1, "to", name_b)
     for i, im in enumerate(ims):

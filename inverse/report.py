@@ -72,13 +72,13 @@ def plot_slices(outcome_t, path: Path, max_candidates: int = 6) -> None:
     ref = getattr(outcome_t, "reference", None)
     if ref is not None:
         items.append((f"target sample {outcome_t.target.reference}", ref))
-    for im, row in list(zip(outcome_t.volumes, outcome_t.rows))[:max_candidates]:
-        hit = row.get("hit")
+    for c in outcome_t.candidates[:max_candidates]:
+        hit = c.hit
         mark = "" if not isinstance(hit, (bool, np.bool_)) else (" HIT" if hit else " miss")
-        ss = row.get("ss_ratio_ref", row.get("ss_ratio_train"))
+        ss = c.morphology.get("ss_ratio_ref", c.morphology.get("ss_ratio_train"))
         ss_txt = "" if ss is None or not np.isfinite(ss) else f", surface {ss:.2f}x"
-        phi = row.get("verified_porosity", row["binary_porosity"])
-        items.append((f"{row['method']} #{row['candidate']}: phi {phi:.2f}{ss_txt}{mark}", im))
+        phi = c.verification.values["porosity"] if c.verification is not None else c.binary_porosity
+        items.append((f"{c.method} #{c.rank}: phi {phi:.2f}{ss_txt}{mark}", c.im))
     if not items:
         return
     n_views = len(_views(items[0][1]))
@@ -196,8 +196,8 @@ def write_outputs(outcome, bundle, space, log=print) -> str | None:
                        [candidate_path(t, m, int(c)) for t, m, c in
                         zip(results["target_id"], results["method"], results["candidate"])])
     for o in outcome.targets:
-        for row, im in zip(o.rows, o.volumes):
-            write_volume(out / candidate_path(o.target.target_id, row["method"], int(row["candidate"])), im)
+        for c in o.candidates:
+            write_volume(out / candidate_path(o.target.target_id, c.method, c.rank), c.im)
     write_csv(out / "results.csv", results)
     write_csv(out / "targets.csv", outcome.summary)
     write_csv(out / "timing.csv", outcome.timing)
@@ -207,7 +207,7 @@ def write_outputs(outcome, bundle, space, log=print) -> str | None:
         for o in outcome.targets:
             if o.searches:
                 plot_convergence(o, fig_dir / f"convergence_{o.target.target_id}.png")
-            if o.volumes:
+            if o.candidates:
                 plot_slices(o, fig_dir / f"slices_{o.target.target_id}.png")
         if cfg.verify:
             plot_pred_vs_verified(results, bundle.properties, fig_dir / "pred_vs_verified.png")

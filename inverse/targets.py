@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data_pipeline.io import K_COLUMNS
+from core.properties import K_COLUMNS, is_diagonal, is_k_component
 
 KNOWN_PROPERTIES = ["porosity"] + K_COLUMNS[3]
 KINDS = ("exact", "range", "ge", "le", "max", "min")
@@ -36,10 +36,6 @@ KINDS = ("exact", "range", "ge", "le", "max", "min")
 
 class TargetError(ValueError):
     """A target that cannot be parsed or that names a property the model does not know."""
-
-
-def is_permeability(prop: str) -> bool:
-    return prop.startswith("k_")
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,7 @@ def parse_condition(item: str, tol_porosity: float = 0.02, tol_k: float = 0.15,
                           "prop<=b or maximize:prop")
     prop, op, rhs = m.group(1), m.group(2), m.group(3).strip()
     check_property(prop)
-    is_k = is_permeability(prop)
+    is_k = is_k_component(prop)
     scale = k_scale if is_k else 1.0
     default_tol = tol_k if is_k else tol_porosity
     if op == "=" and rhs.lower() in ("max", "maximize", "min", "minimize"):
@@ -196,7 +192,7 @@ def parse_condition(item: str, tol_porosity: float = 0.02, tol_k: float = 0.15,
     else:
         value = _number(rhs, item) * scale
         tol = default_tol
-    if is_k and value <= 0 and prop in ("k_xx", "k_yy", "k_zz"):
+    if value <= 0 and is_diagonal(prop):
         raise TargetError(f"target {item!r}: a diagonal permeability must be > 0")
     if is_k:
         low, high = value - tol * abs(value), value + tol * abs(value)

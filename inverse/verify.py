@@ -11,14 +11,7 @@ import time
 
 import numpy as np
 
-AXIS = {"x": 0, "y": 1, "z": 2}
-
-
-def component_index(name: str) -> tuple[int, int]:
-    """``"k_xy"`` -> (0, 1) tensor indices."""
-    if not (name.startswith("k_") and len(name) == 4 and name[2] in AXIS and name[3] in AXIS):
-        raise ValueError(f"not a permeability component: {name!r} (expected k_xx, k_xy, ...)")
-    return AXIS[name[2]], AXIS[name[3]]
+from core.properties import component_index
 
 
 def _record(im: np.ndarray, res, error: str = "") -> dict:

@@ -235,3 +235,29 @@ class EpochTrainer:
         return {"best_val": self.best_val, "best_epoch": self.best_epoch, "epochs": self.epoch,
                 "stopped_early": self.epoch < self.cfg.epochs, "train_time_s": time.perf_counter() - t0,
                 "best_dir": str(out_dir / "best"), "last_dir": str(out_dir / "last")}
+
+
+def open_trainer(trainer_cls, load_config, args):
+    """The trainer of a ``train`` verb (:func:`core.cli.add_training_arguments`): resumed from
+    OUT/last with --resume when it exists, else new from --config and its --set overrides."""
+    from core.config import parse_override
+
+    last = Path(args.out) / "last"
+    if args.resume and last.is_dir():
+        trainer = trainer_cls.resume(last, args.dataset)
+        print(f"resuming from {last} at epoch {trainer.epoch}")
+        return trainer
+    return trainer_cls(load_config(args.config, **dict(parse_override(s) for s in args.set)), args.dataset)
+
+
+def fit_and_report(trainer, out: Path, format_metrics=None, note: str = "") -> None:
+    """Train to the end (``trainer.fit(out)``), printing the run's size, its best epoch and, when
+    ``format_metrics`` is given, the best model's test-split metrics (written under OUT/eval)."""
+    n_par = sum(p.numel() for p in trainer.model.parameters())
+    print(f"training on {len(trainer.train_set)} samples (val {len(trainer.val_set)}), device {trainer.device}, "
+          f"{n_par:,} parameters{note}")
+    summary = trainer.fit(out)
+    print(f"best val_loss {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
+          f"({summary['epochs']} epochs, {summary['train_time_s']:.1f} s)")
+    if format_metrics is not None:
+        print(format_metrics(trainer.evaluate("test", out_dir=Path(out) / "eval")))

@@ -40,7 +40,45 @@ def validate_training(cfg, check: Check) -> None:
 
 
 @dataclass
-class PVAEConfig(FlatConfig):
+class TrainingConfig(FlatConfig):
+    """The fields every training config (pVAE, surrogate) has: model shape, optimisation, data,
+    runtime; a subclass adds its own and redeclares a field to change its default."""
+
+    # model
+    dims: int = 3
+    input_size: int = 32
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    kernel_size: int = 3
+    norm: str = "batch"
+    activation: str = "silu"
+    dropout: float = 0.0
+    k_floor: float = 1e-6
+    augment: bool = True
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    epochs: int = 20
+    scheduler: str = "cosine"
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    patience: int = 5
+    min_delta: float = 0.0
+    # data
+    dataset_size: int | None = None
+    seed: int = 0
+    split_seed: int = 0
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    # runtime
+    device: str = "auto"
+    num_threads: int | None = None
+    amp: bool = True
+    channels_last: bool = True
+    eval_batch_size: int = 64
+
+
+@dataclass
+class PVAEConfig(TrainingConfig):
     """Configuration of one pVAE training run.
 
     Model
@@ -83,15 +121,8 @@ class PVAEConfig(FlatConfig):
         generation statistics).
     """
 
-    # model
-    dims: int = 3
-    input_size: int = 32
+    # model (the shared fields are TrainingConfig's)
     properties: list[str] = field(default_factory=lambda: ["porosity", "k_xx", "k_yy", "k_zz"])
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    kernel_size: int = 3
-    norm: str = "batch"
-    activation: str = "silu"
-    dropout: float = 0.0
     latent_dim: int = 16
     spatial_channels: int = 4
     spatial_stage: int | None = 1
@@ -104,29 +135,7 @@ class PVAEConfig(FlatConfig):
     alpha: float = 1.0
     gamma: float = 1.0
     sharpness: float = 0.0
-    augment: bool = True
-    k_floor: float = 1e-6
-    # optimisation
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 16
-    epochs: int = 20
-    scheduler: str = "cosine"
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
-    patience: int = 5
-    min_delta: float = 0.0
-    # data
-    dataset_size: int | None = None
-    seed: int = 0
-    split_seed: int = 0
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     # runtime
-    device: str = "auto"
-    num_threads: int | None = None
-    amp: bool = True
-    channels_last: bool = True
-    eval_batch_size: int = 64
     n_generate: int = 64
 
     def __post_init__(self) -> None:

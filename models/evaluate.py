@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from core.cli import add_checkpoint_arguments, failed
 from core.io import json_safe as _json_safe
+from core.properties import is_diagonal, is_k_component
 from models import plots
 from models.checkpoint import Normalizer
 from models.latent import slerp
@@ -138,7 +139,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     r2 = {}
     for j, name in enumerate(cfg.properties):
         keep = np.ones(len(ds), dtype=bool)
-        if name in ("k_xx", "k_yy", "k_zz"):
+        if is_diagonal(name):
             # k = 0 (no percolating path along the axis) has no log10: scored apart, not floored in
             keep = ds.targets[:, j] > 0
             metrics[f"n_zero_{name}"] = int((~keep).sum())
@@ -219,7 +220,7 @@ def format_metrics(m: dict) -> str:
              f"S2 distance {m['s2_distance']:.4f}"]
     props = [k[3:] for k in m if k.startswith("r2_") and k != "r2_mean"]
     for p in props:
-        unit = " (log10 lattice units)" if p.startswith("k_") else ""
+        unit = " (log10 lattice units)" if is_k_component(p) else ""
         zero = f"  ({m['n_zero_' + p]} with k = 0 left out)" if m.get("n_zero_" + p) else ""
         lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}  MAE {m['mae_' + p]:.4f}{unit}{zero}")
     lines.append(f"  generation: porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
@@ -240,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models evaluate", description=(
         "Evaluate a pVAE checkpoint: reconstruction (BCE, accuracy, pore IoU, porosity error, S2), "
         "properties (R2, MAE; log10 k), generation statistics; writes metrics.json and PNG figures."))
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (e.g. runs/x/best)")
-    p.add_argument("--dataset", required=True, help="dataset folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    add_checkpoint_arguments(p, "test")
     p.add_argument("--out", help="folder for metrics.json and the figures (default CHECKPOINT/../eval-SPLIT)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -260,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         metrics = evaluate(model, cfg, norm, args.dataset, split=args.split, out_dir=out,
                            history=read_metrics(ckpt).get("history"), device=args.device)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"python -m models evaluate: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m models evaluate", exc)
     print(json.dumps(_json_safe(metrics)) if args.json else format_metrics(metrics))
     return 0

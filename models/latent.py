@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from core.cli import add_checkpoint_arguments, failed
 from data_pipeline.io import atomic_path
 
 
@@ -68,9 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models latent", description=(
         "Export the latent means of a split of a dataset as CSV: sample_id, z0..z{L-1} "
         "[, properties with --with-properties]."))
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (e.g. runs/x/best)")
-    p.add_argument("--dataset", required=True, help="dataset folder")
-    p.add_argument("--split", default="train", choices=["train", "val", "test", "all"])
+    add_checkpoint_arguments(p, "train")
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--with-properties", action="store_true", help="append the raw property columns")
     p.add_argument("--device", default="cpu")
@@ -88,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = VoxelDataset(args.dataset, args.split, cfg.properties, fractions=tuple(cfg.split_fractions),
                           split_seed=cfg.split_seed)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"python -m models latent: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m models latent", exc)
     ids, mu = latent_means(model, ds, batch_size=args.batch_size, device=args.device)
     extra = None
     if args.with_properties:

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.properties import is_diagonal  # noqa: E402
+
 
 def mid_slices(vol: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Three orthogonal mid-slices of a (Z, Y, X) volume, or the image itself for 2D (Y, X)."""
@@ -121,7 +123,7 @@ def plot_interpolation(path, volumes: np.ndarray, t: np.ndarray, props: np.ndarr
 
 
 def _label(name: str) -> str:
-    return f"log10 {name}" if name.startswith("k_") and len(name) == 4 and name[2] == name[3] else name
+    return f"log10 {name}" if is_diagonal(name) else name
 
 
 def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: dict[str, float]) -> str:

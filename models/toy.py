@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from core.properties import diagonal_columns
 from data_pipeline.io import K_COLUMNS, write_properties, write_volume, write_yaml
 
 
@@ -36,11 +37,10 @@ def kozeny_carman_proxy(im: np.ndarray) -> dict[str, float]:
     phi = float(im.mean())
     faces = [float(np.count_nonzero(im != np.roll(im, 1, axis=a))) / im.size for a in range(dims)]  # per voxel
     out = {"porosity": phi}
-    names = "xyz"[:dims]
-    for i, name in enumerate(names):
+    for i, name in enumerate(diagonal_columns(dims)):  # k_xx, k_yy(, k_zz)
         axis = dims - 1 - i  # x is the last array axis
         s = sum(f for a, f in enumerate(faces) if a != axis) * dims / (dims - 1)
-        out[f"k_{name}{name}"] = phi**3 / (5.0 * max(1 - phi, 1e-3) ** 2 * max(s, 1e-3) ** 2) if phi > 0 else 0.0
+        out[name] = phi**3 / (5.0 * max(1 - phi, 1e-3) ** 2 * max(s, 1e-3) ** 2) if phi > 0 else 0.0
     return out
 
 

@@ -14,16 +14,15 @@ and an uninterrupted one give the same numbers (on CPU).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from core.config import parse_override
+from core.cli import add_training_arguments, failed
 from models.checkpoint import Normalizer, known_mask, read_config
-from models.common import EpochTrainer, batches, setup_optimization
+from models.common import EpochTrainer, batches, fit_and_report, open_trainer, setup_optimization
 from models.config import PVAEConfig, load_config
 from models.losses import pvae_loss
 from models.pvae import PVAE
@@ -233,13 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models train", description=(
         "Train a pVAE on a dataset folder; writes OUT/best and OUT/last checkpoint folders, "
         "then evaluates the best model on the test split (OUT/eval/metrics.json + PNG figures)."))
-    p.add_argument("--dataset", required=True, help="dataset folder (dataset.yaml, volumes/, properties.csv)")
-    p.add_argument("--config", help="YAML config (flat PVAEConfig fields); defaults when omitted")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set latent_dim=8 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last if it exists")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-split evaluation and figures")
+    add_training_arguments(p, "PVAEConfig", "latent_dim=8")
     return p
 
 
@@ -247,22 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     try:
-        if args.resume and (out / "last").is_dir():
-            trainer = Trainer.resume(out / "last", args.dataset)
-            print(f"resuming from {out / 'last'} at epoch {trainer.epoch}")
-        else:
-            cfg = load_config(args.config, **dict(parse_override(s) for s in args.set))
-            trainer = Trainer(cfg, args.dataset)
+        trainer = open_trainer(Trainer, load_config, args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"python -m models train: {exc}", file=sys.stderr)
-        return 2
-    print(f"training on {len(trainer.train_set)} samples (val {len(trainer.val_set)}), device {trainer.device}, "
-          f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters")
-    summary = trainer.fit(out)
-    print(f"best val_loss {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
-          f"({summary['epochs']} epochs, {summary['train_time_s']:.1f} s)")
-    if not args.no_eval:
-        metrics = trainer.evaluate("test", out_dir=out / "eval")
-        from models.evaluate import format_metrics
-        print(format_metrics(metrics))
+        return failed("python -m models train", exc)
+    from models.evaluate import format_metrics
+    fit_and_report(trainer, out, None if args.no_eval else format_metrics)
     return 0

@@ -29,13 +29,12 @@ The surrogate's search space is a second one over SurrogateConfig fields (``conf
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from core.config import Check, FlatConfig, load_config_file
 
 #: Distribution name in the YAML -> number of arguments Ray's function takes.
 DISTRIBUTIONS = {
@@ -118,7 +117,7 @@ def model_spec(name: str) -> ModelSpec:
 
 
 @dataclass
-class StudyConfig:
+class StudyConfig(FlatConfig):
     """Configuration of one Ray Tune study or dataset-size ablation.
 
     Model
@@ -177,14 +176,14 @@ class StudyConfig:
     sizes: list = field(default_factory=list)
     seeds: list = field(default_factory=lambda: [0])
 
+    UNKNOWN = "unknown study config key"
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the field; check train/search_space keys against the model's config."""
-        def bad(name, why):
-            raise ValueError(f"study config field {name!r} = {getattr(self, name)!r}: {why}")
-
+        bad = Check(self, "study config field").bad
         if self.model not in MODELS:
             bad("model", f"must be one of {tuple(MODELS)}")
 
@@ -247,20 +246,11 @@ class StudyConfig:
         """Ray Tune param_space: the search space as ``tune`` domains (plain values stay fixed)."""
         return {k: to_tune(k, v, grid_as_choice=self.search == "grid") for k, v in self.search_space.items()}
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     @classmethod
-    def from_dict(cls, d: dict, source: str = "<dict>") -> "StudyConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            raise ValueError(f"{source}: unknown study config key {unknown[0]!r}; "
-                             f"valid keys: {', '.join(sorted(names))}")
-        try:
-            return cls(**{k: _plain(v) if k in ("train", "search_space") else v for k, v in d.items()})
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: {exc}") from None
+    def from_dict(cls, d: dict, source: str | None = "<dict>") -> "StudyConfig":
+        """FlatConfig.from_dict with the ``train`` / ``search_space`` values made plain numbers."""
+        return super().from_dict({k: _plain(v) if k in ("train", "search_space") else v for k, v in d.items()},
+                                 source)
 
 
 def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
@@ -269,14 +259,7 @@ def load_study_config(path: str | os.PathLike, **overrides) -> StudyConfig:
     Relative paths in the file (dataset, build_config, train_config, storage_path) are taken
     relative to the current directory (the repository root, where every command runs).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: study config not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a study config must be a mapping of key: value")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return StudyConfig.from_dict(data, source=str(path))
+    return load_config_file(StudyConfig, Path(path), overrides, skip_none=True, what="study config")
 
 
 def is_grid(spec: Any) -> bool:

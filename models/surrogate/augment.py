@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-AXES = "xyz"
+from core.properties import AXES, component_index
+from core.properties import component_name as tensor_column
+from core.properties import is_k_component as is_tensor_column
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class Symmetry:
         for j, name in enumerate(names):
             if not is_tensor_column(name):
                 continue  # porosity and other scalars are invariant
-            a, b = AXES.index(name[2]), AXES.index(name[3])
+            a, b = component_index(name)
             pa, pb = self.perm[a], self.perm[b]
             source = tensor_column(pa, pb)
             if source not in index:
@@ -114,16 +116,6 @@ class Symmetry:
         """Map a property table (N, P) in raw units (or log10 for diagonals: the diagonal never changes sign)."""
         src, sign = self.column_map(names)
         return np.asarray(y)[..., src] * sign
-
-
-def is_tensor_column(name: str) -> bool:
-    return len(name) == 4 and name.startswith("k_") and name[2] in AXES and name[3] in AXES
-
-
-def tensor_column(i: int, j: int) -> str:
-    """Column name of component (i, j); off-diagonals are stored once, lower axis first (k_xy, not k_yx)."""
-    i, j = min(i, j), max(i, j)
-    return f"k_{AXES[i]}{AXES[j]}"
 
 
 def all_symmetries(dims: int) -> list[Symmetry]:

@@ -1,15 +1,15 @@
 """The one flat config of the permeability surrogate (model, optimisation, data, runtime)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from core.config import Check, FlatConfig, load_config_file
+from core.config import Check, load_config_file
 from core.properties import K_COLUMNS
-from models.config import validate_training
+from models.config import TrainingConfig, validate_training
 
 
 @dataclass
-class SurrogateConfig(FlatConfig):
+class SurrogateConfig(TrainingConfig):
     """Configuration of one surrogate training run (flat; every field a plain value).
 
     Model
@@ -34,41 +34,16 @@ class SurrogateConfig(FlatConfig):
         eval_batch_size, tta (evaluate with the prediction averaged over the symmetry group).
     """
 
-    # model
-    dims: int = 3
-    input_size: int = 32
+    # model (the shared fields are TrainingConfig's)
     components: list[str] | None = None
     scales: int = 3
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    kernel_size: int = 3
-    norm: str = "batch"
-    activation: str = "silu"
-    dropout: float = 0.0
     head_depth: int = 1
     head_width: int = 128
-    k_floor: float = 1e-6
-    # optimisation
+    # optimisation (defaults of the surrogate)
     lr: float = 2e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 16
     epochs: int = 40
-    scheduler: str = "cosine"
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
     patience: int = 8
-    min_delta: float = 0.0
-    # data
-    augment: bool = True
-    dataset_size: int | None = None
-    seed: int = 0
-    split_seed: int = 0
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     # runtime
-    device: str = "auto"
-    num_threads: int | None = None
-    amp: bool = True
-    channels_last: bool = True
-    eval_batch_size: int = 64
     tta: bool = False
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from models import plots  # noqa: E402
 from core.io import atomic_path, write_json  # noqa: E402
+from core.properties import is_k_component  # noqa: E402
 from models.evaluate import r2_score  # noqa: E402
 
 # ================================================================================================
@@ -57,7 +58,7 @@ def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_
             pooled.append(rel)
         pooled = np.concatenate(pooled)
         m["medrel_k"] = float(np.median(pooled)) if pooled.size else float("nan")
-        off = [j for j, n in enumerate(names) if n.startswith("k_") and not norm.log[j]]
+        off = [j for j, n in enumerate(names) if is_k_component(n) and not norm.log[j]]
         if off:
             scale = np.mean([10.0 ** true_log[:, j] for j in diag], axis=0)  # (N,) mean diagonal k
             ok = scale > k_floor
