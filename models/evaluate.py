@@ -53,39 +53,47 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         out["mu"].append(mu.float())
         out["props"].append(out_b["props"].float())
         if examples is None:
-            examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy())
+            examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy(), pred[:4].cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
 
 
 @torch.no_grad()
-def decode_prior(model, n: int, seed: int, batch_size: int, device) -> np.ndarray:
+def decode_prior(model, n: int, seed: int, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
     """n structures from the model's prior: global codes from its stored prior (the mixture fitted
-    to the aggregate posterior), one independent spatial noise field each; (n, *shape) probabilities."""
+    to the aggregate posterior), one independent spatial noise field each.
+
+    Returns the pore probabilities (n, *shape) and the normalized properties the regressor
+    predicts for each code (n, P)."""
     g = torch.Generator().manual_seed(seed)
     z = model.sample_prior(n, generator=g).cpu()  # (n, L)
-    vols = []
+    vols, props = [], []
     for s in range(0, n, batch_size):
         zb = z[s:s + batch_size].to(device)
         noise = g if getattr(model, "spatial_channels", 0) else None
         vols.append(torch.sigmoid(model.decode(zb, noise=noise).float())[:, 0].cpu())
-    return torch.cat(vols).numpy()  # (n, *shape) probabilities
+        props.append(model.predict_properties(zb).float().cpu())
+    return torch.cat(vols).numpy(), torch.cat(props).numpy()
 
 
-def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
-    """Binarize each structure of (n, *shape) pore probabilities at its own expected porosity.
+def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
+    """Binarize each structure of (n, *shape) pore probabilities at a porosity of its own.
 
-    The threshold of row i keeps its round(mean(p_i) * V) most probable voxels as pore (the
-    "decoded" rule of inverse design), so the porosity of a generated structure is the one its
-    decoder expects; a fixed 0.5 turns a low-contrast map into one phase. Ties at the threshold
-    may add a few voxels. Returns a bool tensor of the same shape."""
+    Row i keeps its round(porosity_i * V) most probable voxels as pore (ties at the threshold may
+    add a few voxels); ``porosity`` is a float or (n,) values in [0, 1]. Returns bool, same shape."""
     flat = prob.reshape(len(prob), -1).float()  # (n, V)
-    n_pore = torch.round(flat.mean(1) * flat.shape[1]).long()  # (n,)
+    phi = torch.as_tensor(porosity, dtype=torch.float32).clamp(0, 1).expand(len(flat))  # (n,)
+    n_pore = torch.round(phi * flat.shape[1]).long()  # (n,)
     ranked = flat.sort(1, descending=True).values  # (n, V)
-    idx = (n_pore - 1).clamp(min=0)
-    thr = ranked.gather(1, idx.unsqueeze(1))  # (n, 1): the smallest pore probability kept
+    thr = ranked.gather(1, (n_pore - 1).clamp(min=0).unsqueeze(1))  # (n, 1): smallest pore probability kept
     out = flat >= thr
     out[n_pore == 0] = False
     return out.reshape(prob.shape)
+
+
+def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
+    """Binarize each structure at its own expected porosity, the mean of its pore probabilities
+    (the "decoded" rule of inverse design): a fixed 0.5 turns a low-contrast map into one phase."""
+    return binarize_at(prob, prob.reshape(len(prob), -1).float().mean(1))
 
 
 def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:
@@ -106,8 +114,10 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
-      gen_porosity_mean/std vs train_porosity_mean/std of prior samples binarized at their expected
-      porosity (:func:`binarize_expected`), gen_contrast (1 - 4 mean p (1 - p) of their probabilities:
+      gen_porosity_mean/std vs train_porosity_mean/std of prior samples, binarized at the porosity
+      the regressor predicts for their code (:func:`binarize_at`; at their expected porosity, the mean
+      of their probabilities, when porosity is not a property), gen_porosity_wasserstein and
+      gen_porosity_wasserstein_expected (the same with :func:`binarize_expected`), gen_contrast (1 - 4 mean p (1 - p) of their probabilities:
       1 for decisive maps, 0 for p = 0.5 everywhere), gen_s2_distance (RMS between the mean S2
       curves of decoded prior samples and of the training subset), gen_porosity_wasserstein,
       gen_s2_nearest (median over prior samples of the RMS S2 distance to the nearest training
@@ -154,9 +164,16 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
     train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
-    gen = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
+    gen, gen_props = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
     gen_t = torch.from_numpy(gen)
-    gen_bin = binarize_expected(gen_t)
+    gen_expected = binarize_expected(gen_t)
+    if "porosity" in cfg.properties:
+        # the code sets the porosity (the regressor reads it off the code), the decoder the arrangement:
+        # a prior sample is binarized at the porosity predicted for its code, as a design is at its target
+        phi_code = norm.inverse(gen_props)[:, cfg.properties.index("porosity")]
+        gen_bin = binarize_at(gen_t, torch.from_numpy(np.ascontiguousarray(phi_code, dtype=np.float32)))
+    else:
+        gen_bin = gen_expected
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
     s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
@@ -165,6 +182,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                     "gen_contrast": float(1.0 - 4.0 * (gen_t * (1 - gen_t)).mean()),
                     "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
+                    "gen_porosity_wasserstein_expected": _wasserstein_1d(
+                        gen_expected.float().mean(tuple(range(1, gen_expected.ndim))).numpy(), phi_train),
                     "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean())),
                     "gen_s2_nearest": float(np.median(s2_nearest(s2_gen_all, s2_train_all)))})
     if morphology:
@@ -175,7 +194,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
 
     if out_dir is not None:
         out_dir = Path(out_dir)
-        figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4]),
+        figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4],
+                                          binary=examples[2]),
                 plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.properties, r2)]
         colours = {"porosity": true_log[:, cfg.properties.index("porosity")]} if "porosity" in cfg.properties else {}
         k_diag = [p for p in cfg.properties if norm.log[cfg.properties.index(p)]]
@@ -228,7 +248,8 @@ def format_metrics(m: dict) -> str:
                  f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "
                  f"{m['gen_porosity_wasserstein']:.4f}, S2 distance to the nearest training sample "
                  f"(median) {m['gen_s2_nearest']:.4f}, contrast {m['gen_contrast']:.2f} (prior samples "
-                 "binarized at their expected porosity)")
+                 f"binarized at the porosity of their code; at their expected porosity: Wasserstein "
+                 f"{m.get('gen_porosity_wasserstein_expected', float('nan')):.4f})")
     if "gen_specific_surface_ratio" in m:
         lines.append("  generated / training (medians): " + ", ".join(
             f"{k} {m[f'gen_{k}_ratio']:.2f}x" for k in ("specific_surface", "chord_length", "euler_density")))
