@@ -210,8 +210,14 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
             t = np.linspace(0, 1, 8)
             path = torch.as_tensor(slerp(per["mu"][a], per["mu"][b], t), dtype=torch.float32)  # (T, L)
             with torch.no_grad():
-                vols = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu().numpy()
-                props = norm.inverse_log(model.predict_properties(path.to(device)).float().cpu().numpy())
+                probs = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu()  # (T, *shape)
+                props_norm = model.predict_properties(path.to(device)).float().cpu().numpy()
+                props = norm.inverse_log(props_norm)
+            # binarized as prior samples are: at the porosity predicted along the path
+            phi_path = norm.inverse(props_norm)[:, cfg.properties.index("porosity")] \
+                if "porosity" in cfg.properties else probs.reshape(len(probs), -1).mean(1).numpy()
+            vols = binarize_at(probs, torch.from_numpy(np.ascontiguousarray(phi_path, dtype=np.float32)))
+            vols = vols.float().numpy()
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
         figs.append(plots.plot_generated(out_dir / "generated.png", gen_bin.numpy(), phi_train, phi_gen,
                                          train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy(),
