@@ -30,8 +30,11 @@ def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
-    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes."""
+def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None):
+    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes.
+
+    ``porosity_of``: normalized properties (B, P) -> the porosity (B,) at which a reconstruction is
+    binarized (the regressor's, see :func:`code_porosity`); None: its expected porosity."""
     out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props")}
     examples = None
     for start in range(0, len(x_all), batch_size):
@@ -40,8 +43,10 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         mu, logits = out_b["mu"], out_b["logits"].float()  # (B, L), (B, 1, *shape)
         dims = tuple(range(1, x.ndim))
         out["bce"].append(F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dims))
-        # a reconstruction is binarized at its expected porosity, as prior samples and designs are
-        pred, true = binarize_expected(torch.sigmoid(logits[:, 0])), x[:, 0] > 0.5  # (B, *shape) bool
+        # binarized at the porosity of its code, as prior samples are (and designs at their target)
+        prob = torch.sigmoid(logits[:, 0])  # (B, *shape)
+        pred = binarize_expected(prob) if porosity_of is None else binarize_at(prob, porosity_of(out_b["props"]))
+        true = x[:, 0] > 0.5  # (B, *shape) bool
         sdims = tuple(range(1, pred.ndim))
         out["acc"].append((pred == true).float().mean(sdims))
         inter, union = (pred & true).sum(sdims).float(), (pred | true).sum(sdims).float()
@@ -73,6 +78,19 @@ def decode_prior(model, n: int, seed: int, batch_size: int, device) -> tuple[np.
         vols.append(torch.sigmoid(model.decode(zb, noise=noise).float())[:, 0].cpu())
         props.append(model.predict_properties(zb).float().cpu())
     return torch.cat(vols).numpy(), torch.cat(props).numpy()
+
+
+def code_porosity(norm: Normalizer, names: list[str]):
+    """A function: normalized properties (B, P) -> the porosity (B,) float32 tensor the regressor
+    predicts, or None when porosity is not a regressed property."""
+    if "porosity" not in names:
+        return None
+    j = names.index("porosity")
+
+    def porosity_of(props_norm) -> torch.Tensor:
+        y = props_norm.detach().float().cpu().numpy() if torch.is_tensor(props_norm) else props_norm
+        return torch.from_numpy(np.ascontiguousarray(norm.inverse(y)[:, j], dtype=np.float32))
+    return porosity_of
 
 
 def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
@@ -108,8 +126,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     """Metrics of ``model`` on ``split`` of ``dataset_dir``; PNG figures under ``out_dir`` when given.
 
     Returns a flat dict:
-      recon_bce (nats/voxel); of reconstructions binarized at their expected porosity
-      (:func:`binarize_expected`, the mean of their pore probabilities): voxel_accuracy, pore_iou,
+      recon_bce (nats/voxel); of reconstructions binarized at the porosity the regressor predicts
+      for their code (:func:`binarize_at`; without a porosity property at their expected porosity,
+      :func:`binarize_expected`): voxel_accuracy, pore_iou,
       porosity_error (mean |phi_rec - phi|),
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
@@ -135,7 +154,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     if len(ds) == 0:
         raise ValueError(f"{dataset_dir}: split {split!r} is empty")
     x_all = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
-    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device)
+    porosity_of = code_porosity(norm, cfg.properties)
+    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of)
 
     metrics: dict = {"split": split, "n_samples": len(ds),
                      "recon_bce": float(per["bce"].mean()), "voxel_accuracy": float(per["acc"].mean()),
@@ -167,13 +187,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     gen, gen_props = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
     gen_t = torch.from_numpy(gen)
     gen_expected = binarize_expected(gen_t)
-    if "porosity" in cfg.properties:
-        # the code sets the porosity (the regressor reads it off the code), the decoder the arrangement:
-        # a prior sample is binarized at the porosity predicted for its code, as a design is at its target
-        phi_code = norm.inverse(gen_props)[:, cfg.properties.index("porosity")]
-        gen_bin = binarize_at(gen_t, torch.from_numpy(np.ascontiguousarray(phi_code, dtype=np.float32)))
-    else:
-        gen_bin = gen_expected
+    # the code sets the porosity (the regressor reads it off the code), the decoder the arrangement:
+    # a prior sample is binarized at the porosity predicted for its code, as a design is at its target
+    gen_bin = gen_expected if porosity_of is None else binarize_at(gen_t, porosity_of(gen_props))
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
     s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
@@ -214,9 +230,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                 props_norm = model.predict_properties(path.to(device)).float().cpu().numpy()
                 props = norm.inverse_log(props_norm)
             # binarized as prior samples are: at the porosity predicted along the path
-            phi_path = norm.inverse(props_norm)[:, cfg.properties.index("porosity")] \
-                if "porosity" in cfg.properties else probs.reshape(len(probs), -1).mean(1).numpy()
-            vols = binarize_at(probs, torch.from_numpy(np.ascontiguousarray(phi_path, dtype=np.float32)))
+            vols = binarize_expected(probs) if porosity_of is None else binarize_at(probs, porosity_of(props_norm))
             vols = vols.float().numpy()
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
         figs.append(plots.plot_generated(out_dir / "generated.png", gen_bin.numpy(), phi_train, phi_gen,

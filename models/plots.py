@@ -53,8 +53,8 @@ def plot_reconstruction(path, originals, probs, ids=None, binary=None) -> str:
                     ax.set_title(f"{label}\n{name}".strip(), fontsize=7)
         if ids is not None:
             axes[i, 0].set_ylabel(str(ids[i]), fontsize=7)
-    fig.suptitle("original vs reconstruction (decoded from the latent means; binarized at its expected "
-                 "porosity); pore = white", fontsize=9)
+    fig.suptitle("original vs reconstruction (decoded from the latent means; binarized at the porosity "
+                 "predicted for its code); pore = white", fontsize=9)
     return _save(fig, path)
 
 
