@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,19 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
         kwargs["num_cpus"] = num_cpus
     ray.init(address=address, **kwargs)
     return True
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None):
+    """Ray for the length of a study: :func:`ensure_ray` on entry; on exit, a Ray it started is shut
+    down (one already running, e.g. a test's or a cluster job's, is left as it was)."""
+    started = ensure_ray(address, num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
 
 
 # --- what the nodes of a cluster share -----------------------------------------------------
@@ -321,8 +335,7 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
     from ray import tune
 
     param_space = cfg.param_space() if param_space is None else param_space
-    started = ensure_ray(cfg.ray_address)  # before the build: it labels on this Ray (its cluster's nodes)
-    try:
+    with ray_session(cfg.ray_address):  # before the build: it labels on this Ray (its cluster's nodes)
         check_storage(cfg.storage_path)  # at once, before anything is built or trained
         state = prepare_study(cfg, tracking_uri, param_space, kind)
         shipped = ship_dataset(state["dataset_dir"])
@@ -349,10 +362,6 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
         t0 = time.time()
         results = tuner.fit()
         return _finish(state, results, time.time() - t0)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
 
 
 def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_errored: bool = False) -> StudyHandle:
@@ -371,8 +380,7 @@ def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_
     if not Path(state["dataset_dir"], "dataset.yaml").is_file():
         raise FileNotFoundError(f"{state['dataset_dir']}: the study's dataset is gone")
     tracking.client(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-    started = ensure_ray(cfg.ray_address)
-    try:
+    with ray_session(cfg.ray_address):
         check_storage(experiment_path)
         tuner = tune.Tuner.restore(experiment_path, trainable=make_trainable(state, ship_dataset(state["dataset_dir"])),
                                    resume_unfinished=True,
@@ -380,10 +388,6 @@ def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_
         t0 = time.time()
         results = tuner.fit()
         return _finish(state, results, time.time() - t0)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
 
 
 def _storage(path: str) -> str:
