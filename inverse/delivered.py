@@ -266,6 +266,50 @@ class DeliveredObjective(Objective):
         raise TypeError(f"the {self.property_model!r} objective is not differentiable (binarization); "
                         "the gradient method uses the regressor objective")
 
+    # --- the material's morphology as a penalty (maximize / minimize targets) ------------------
+    _morph = None
+
+    def set_morphology(self, ratio, band: tuple[float, float], weight: float) -> None:
+        """Penalize delivered structures whose specific-surface ratio ``ratio(im)`` (to the training
+        median at their porosity) lies outside ``band``: ``weight * (d / ln(band[1]))^2`` with d the
+        distance of ln(ratio) outside [ln band[0], ln band[1]] (a ratio 10% beyond the upper edge of
+        0.75-1.33 costs ~0.1 weight). Added to every counted evaluation (``evaluate`` / ``values``:
+        the recorded objective that ranks candidates), not to the acquisition's property draws
+        (``objective_of``), which would have to decode thousands of structures per step."""
+        lo, hi = (float(b) for b in band)
+        if not 0 < lo < 1 < hi:
+            raise ValueError(f"morphology band must satisfy 0 < low < 1 < high, got {band}")
+        self._morph = (ratio, lo, hi, float(weight))
+        self._ratio_cache: dict[bytes, float] = {}
+
+    def morphology_ratios(self, z: np.ndarray) -> np.ndarray:
+        """(B,) specific-surface ratio of the delivered structures of z (nan without set_morphology)."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+        if self._morph is None:
+            return np.full(len(z), np.nan)
+        keys = [row.tobytes() for row in z]
+        todo = [i for i, k in enumerate(keys) if k not in self._ratio_cache]
+        for i, d in zip(todo, self.delivery(z[todo]) if todo else []):
+            self._ratio_cache[keys[i]] = float(self._morph[0](d.im))
+        return np.array([self._ratio_cache[k] for k in keys])
+
+    def morphology_penalty(self, z: np.ndarray) -> np.ndarray:
+        """(B,) the morphology penalty of latents z (0 inside the band or without set_morphology)."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+        if self._morph is None:
+            return np.zeros(len(z))
+        _, lo, hi, w = self._morph
+        r = self.morphology_ratios(z)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lr = np.log(np.where(np.isfinite(r) & (r > 0), r, 1e-3))  # no surface at all: far outside
+        d = np.maximum(np.log(lo) - lr, 0.0) + np.maximum(lr - np.log(hi), 0.0)
+        return w * (d / np.log(hi)) ** 2
+
+    @torch.no_grad()
+    def evaluate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, p = super().evaluate(z)
+        return f + self.morphology_penalty(z), p
+
     def _raw(self, z: np.ndarray) -> np.ndarray:
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))  # (B, L)
         keys = [row.tobytes() for row in z]
