@@ -219,7 +219,8 @@ class Trainer(EpochTrainer):
     def _log_line(self, m: dict) -> str:
         return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
                 f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f} morph {m['train_morph']:.2e})  "
-                f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
+                f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f} score {m['val_score']:.4f})  "
+                f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def evaluate(self, split: str = "test", out_dir=None) -> dict:
         """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""
