@@ -86,7 +86,8 @@ class DesignConfig(FlatConfig):
         structures at its porosity (``ss_ratio_train``) must lie in ``morphology_band``
         (default 0.75-1.33); the decoder-aware objectives (reencode, surrogate, solver) add
         ``morphology_weight * (d / ln(high))^2`` (d = distance of ln(ratio) outside the band) to
-        every evaluation, and the candidates are ranked with it. HIT of such a target means: every
+        every evaluation, and the candidates are ranked with it; without a porosity condition the
+        delivered porosity stays within the training porosities. HIT of such a target means: every
         max (min) condition's verified value is above (below) the best training sample's label,
         and ss_ratio_train is in the band (results.csv: ``morph_ok``); morphology_weight 0 turns
         the penalty off (the band still decides the hit).
@@ -134,7 +135,7 @@ class DesignConfig(FlatConfig):
     verify: bool = True
     solver: dict = field(default_factory=dict)
     morphology_band: list[float] = field(default_factory=lambda: [0.75, 1.33])
-    morphology_weight: float = 10.0
+    morphology_weight: float = 100.0
     # output
     out: str = "runs/inverse"
     mlflow: bool = True

@@ -74,7 +74,8 @@ def plot_slices(outcome_t, path: Path, max_candidates: int = 6) -> None:
     items = []
     ref = getattr(outcome_t, "reference", None)
     if ref is not None:
-        items.append((f"target sample {outcome_t.target.reference}", ref))
+        what = "training sample of the bar" if getattr(outcome_t.target, "optimizes", False) else "target sample"
+        items.append((f"{what} {outcome_t.target.reference}", ref))
     for c in outcome_t.candidates[:max_candidates]:
         hit = c.hit
         mark = "" if not isinstance(hit, (bool, np.bool_)) else (" HIT" if hit else " miss")
