@@ -15,7 +15,17 @@ import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _make_images():
+    """bench/make_2d_images.make_images, loaded from its file (bench/ on sys.path would shadow the
+    ``inverse`` package with bench/inverse.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_2d_images", ROOT / "bench" / "make_2d_images.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_images
 
 
 def run(args, env, cwd=ROOT, timeout=900, ok=True):
@@ -27,8 +37,7 @@ def run(args, env, cwd=ROOT, timeout=900, ok=True):
 
 
 def test_images_to_verified_2d_designs(tmp_path):
-    from make_2d_images import make_images
-
+    make_images = _make_images()
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", TQDM_DISABLE="1",
                RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(ROOT))
     tif = tmp_path / "tif"
