@@ -15,10 +15,10 @@ import yaml
 
 
 def unknown_key_error(key: str, valid, source: str | None = None, phrase: str = "Unknown config key",
-                      error: type[Exception] = ValueError) -> Exception:
-    """The one wording of an unknown key: ``<source>: <phrase> 'k'; valid keys: ...``."""
+                      error: type[Exception] = ValueError, detail: str = "") -> Exception:
+    """The one wording of an unknown key: ``<source>: <phrase> 'k'<detail>; valid keys: ...``."""
     prefix = f"{source}: " if source else ""
-    return error(f"{prefix}{phrase} {key!r}; valid keys: {', '.join(sorted(valid))}")
+    return error(f"{prefix}{phrase} {key!r}{detail}; valid keys: {', '.join(sorted(valid))}")
 
 
 def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "config file") -> dict:

@@ -133,7 +133,9 @@ def write_checkpoint(folder, model: torch.nn.Module, cfg, norm: Normalizer,
 
 
 def read_config(folder) -> PVAEConfig:
-    return PVAEConfig.from_dict(read_config_dict(folder, "pvae"))
+    d = read_config_dict(folder, "pvae")
+    d.setdefault("padding", "zeros")  # checkpoints written before circular padding existed
+    return PVAEConfig.from_dict(d)
 
 
 def read_train_state(folder) -> dict:

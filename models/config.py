@@ -93,7 +93,8 @@ class PVAEConfig(TrainingConfig):
         the half-resolution grid: coarser grids cannot carry the voxel arrangement and reconstruct
         blurred structures; None = len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
         the global code after every epoch, used for prior samples; 0 = N(0, I)),
-        regressor_depth (hidden layers of the property MLP, 0 = linear),
+        padding ("circular": the structures and the solver are periodic; "zeros" for checkpoints
+        written before it existed), regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
@@ -135,6 +136,7 @@ class PVAEConfig(TrainingConfig):
     latent_dim: int = 16
     spatial_channels: int = 4
     spatial_stage: int | None = 1
+    padding: str = "circular"
     prior_components: int = 8
     regressor_depth: int = 2
     regressor_width: int = 64
@@ -163,6 +165,7 @@ class PVAEConfig(TrainingConfig):
             check.bad("regressor_depth", "must be >= 0")
         if not self.properties:
             check.bad("properties", "must name at least one property column")
+        check.one_of("padding", ("circular", "zeros"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
         check.one_of("select_metric", SELECT_METRICS)
         if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):

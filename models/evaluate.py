@@ -30,8 +30,11 @@ def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
-    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes."""
+def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None):
+    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes.
+
+    ``porosity_of``: normalized properties (B, P) -> the porosity (B,) at which a reconstruction is
+    binarized (the regressor's, see :func:`code_porosity`); None: its expected porosity."""
     out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props")}
     examples = None
     for start in range(0, len(x_all), batch_size):
@@ -40,8 +43,10 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         mu, logits = out_b["mu"], out_b["logits"].float()  # (B, L), (B, 1, *shape)
         dims = tuple(range(1, x.ndim))
         out["bce"].append(F.binary_cross_entropy_with_logits(logits, x, reduction="none").mean(dims))
-        # a reconstruction is binarized at its expected porosity, as prior samples and designs are
-        pred, true = binarize_expected(torch.sigmoid(logits[:, 0])), x[:, 0] > 0.5  # (B, *shape) bool
+        # binarized at the porosity of its code, as prior samples are (and designs at their target)
+        prob = torch.sigmoid(logits[:, 0])  # (B, *shape)
+        pred = binarize_expected(prob) if porosity_of is None else binarize_at(prob, porosity_of(out_b["props"]))
+        true = x[:, 0] > 0.5  # (B, *shape) bool
         sdims = tuple(range(1, pred.ndim))
         out["acc"].append((pred == true).float().mean(sdims))
         inter, union = (pred & true).sum(sdims).float(), (pred | true).sum(sdims).float()
@@ -53,39 +58,60 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device):
         out["mu"].append(mu.float())
         out["props"].append(out_b["props"].float())
         if examples is None:
-            examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy())
+            examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy(), pred[:4].cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
 
 
 @torch.no_grad()
-def decode_prior(model, n: int, seed: int, batch_size: int, device) -> np.ndarray:
+def decode_prior(model, n: int, seed: int, batch_size: int, device) -> tuple[np.ndarray, np.ndarray]:
     """n structures from the model's prior: global codes from its stored prior (the mixture fitted
-    to the aggregate posterior), one independent spatial noise field each; (n, *shape) probabilities."""
+    to the aggregate posterior), one independent spatial noise field each.
+
+    Returns the pore probabilities (n, *shape) and the normalized properties the regressor
+    predicts for each code (n, P)."""
     g = torch.Generator().manual_seed(seed)
     z = model.sample_prior(n, generator=g).cpu()  # (n, L)
-    vols = []
+    vols, props = [], []
     for s in range(0, n, batch_size):
         zb = z[s:s + batch_size].to(device)
         noise = g if getattr(model, "spatial_channels", 0) else None
         vols.append(torch.sigmoid(model.decode(zb, noise=noise).float())[:, 0].cpu())
-    return torch.cat(vols).numpy()  # (n, *shape) probabilities
+        props.append(model.predict_properties(zb).float().cpu())
+    return torch.cat(vols).numpy(), torch.cat(props).numpy()
 
 
-def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
-    """Binarize each structure of (n, *shape) pore probabilities at its own expected porosity.
+def code_porosity(norm: Normalizer, names: list[str]):
+    """A function: normalized properties (B, P) -> the porosity (B,) float32 tensor the regressor
+    predicts, or None when porosity is not a regressed property."""
+    if "porosity" not in names:
+        return None
+    j = names.index("porosity")
 
-    The threshold of row i keeps its round(mean(p_i) * V) most probable voxels as pore (the
-    "decoded" rule of inverse design), so the porosity of a generated structure is the one its
-    decoder expects; a fixed 0.5 turns a low-contrast map into one phase. Ties at the threshold
-    may add a few voxels. Returns a bool tensor of the same shape."""
+    def porosity_of(props_norm) -> torch.Tensor:
+        y = props_norm.detach().float().cpu().numpy() if torch.is_tensor(props_norm) else props_norm
+        return torch.from_numpy(np.ascontiguousarray(norm.inverse(y)[:, j], dtype=np.float32))
+    return porosity_of
+
+
+def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
+    """Binarize each structure of (n, *shape) pore probabilities at a porosity of its own.
+
+    Row i keeps its round(porosity_i * V) most probable voxels as pore (ties at the threshold may
+    add a few voxels); ``porosity`` is a float or (n,) values in [0, 1]. Returns bool, same shape."""
     flat = prob.reshape(len(prob), -1).float()  # (n, V)
-    n_pore = torch.round(flat.mean(1) * flat.shape[1]).long()  # (n,)
+    phi = torch.as_tensor(porosity, dtype=torch.float32).clamp(0, 1).expand(len(flat))  # (n,)
+    n_pore = torch.round(phi * flat.shape[1]).long()  # (n,)
     ranked = flat.sort(1, descending=True).values  # (n, V)
-    idx = (n_pore - 1).clamp(min=0)
-    thr = ranked.gather(1, idx.unsqueeze(1))  # (n, 1): the smallest pore probability kept
+    thr = ranked.gather(1, (n_pore - 1).clamp(min=0).unsqueeze(1))  # (n, 1): smallest pore probability kept
     out = flat >= thr
     out[n_pore == 0] = False
     return out.reshape(prob.shape)
+
+
+def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
+    """Binarize each structure at its own expected porosity, the mean of its pore probabilities
+    (the "decoded" rule of inverse design): a fixed 0.5 turns a low-contrast map into one phase."""
+    return binarize_at(prob, prob.reshape(len(prob), -1).float().mean(1))
 
 
 def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:
@@ -100,14 +126,17 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     """Metrics of ``model`` on ``split`` of ``dataset_dir``; PNG figures under ``out_dir`` when given.
 
     Returns a flat dict:
-      recon_bce (nats/voxel); of reconstructions binarized at their expected porosity
-      (:func:`binarize_expected`, the mean of their pore probabilities): voxel_accuracy, pore_iou,
+      recon_bce (nats/voxel); of reconstructions binarized at the porosity the regressor predicts
+      for their code (:func:`binarize_at`; without a porosity property at their expected porosity,
+      :func:`binarize_expected`): voxel_accuracy, pore_iou,
       porosity_error (mean |phi_rec - phi|),
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
-      gen_porosity_mean/std vs train_porosity_mean/std of prior samples binarized at their expected
-      porosity (:func:`binarize_expected`), gen_contrast (1 - 4 mean p (1 - p) of their probabilities:
+      gen_porosity_mean/std vs train_porosity_mean/std of prior samples, binarized at the porosity
+      the regressor predicts for their code (:func:`binarize_at`; at their expected porosity, the mean
+      of their probabilities, when porosity is not a property), gen_porosity_wasserstein and
+      gen_porosity_wasserstein_expected (the same with :func:`binarize_expected`), gen_contrast (1 - 4 mean p (1 - p) of their probabilities:
       1 for decisive maps, 0 for p = 0.5 everywhere), gen_s2_distance (RMS between the mean S2
       curves of decoded prior samples and of the training subset), gen_porosity_wasserstein,
       gen_s2_nearest (median over prior samples of the RMS S2 distance to the nearest training
@@ -125,7 +154,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     if len(ds) == 0:
         raise ValueError(f"{dataset_dir}: split {split!r} is empty")
     x_all = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
-    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device)
+    porosity_of = code_porosity(norm, cfg.properties)
+    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of)
 
     metrics: dict = {"split": split, "n_samples": len(ds),
                      "recon_bce": float(per["bce"].mean()), "voxel_accuracy": float(per["acc"].mean()),
@@ -154,9 +184,12 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))
     train_vols = torch.from_numpy(np.asarray(train.volumes()[pick]))  # (n, *shape) bool
-    gen = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
+    gen, gen_props = decode_prior(model, cfg.n_generate, cfg.seed, cfg.eval_batch_size, device)
     gen_t = torch.from_numpy(gen)
-    gen_bin = binarize_expected(gen_t)
+    gen_expected = binarize_expected(gen_t)
+    # the code sets the porosity (the regressor reads it off the code), the decoder the arrangement:
+    # a prior sample is binarized at the porosity predicted for its code, as a design is at its target
+    gen_bin = gen_expected if porosity_of is None else binarize_at(gen_t, porosity_of(gen_props))
     phi_train = train_vols.float().mean(tuple(range(1, train_vols.ndim))).numpy()
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
     s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
@@ -165,6 +198,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                     "gen_contrast": float(1.0 - 4.0 * (gen_t * (1 - gen_t)).mean()),
                     "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
+                    "gen_porosity_wasserstein_expected": _wasserstein_1d(
+                        gen_expected.float().mean(tuple(range(1, gen_expected.ndim))).numpy(), phi_train),
                     "gen_s2_distance": float(torch.sqrt(((s2_gen - s2_train) ** 2).mean())),
                     "gen_s2_nearest": float(np.median(s2_nearest(s2_gen_all, s2_train_all)))})
     if morphology:
@@ -175,7 +210,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
 
     if out_dir is not None:
         out_dir = Path(out_dir)
-        figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4]),
+        figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4],
+                                          binary=examples[2]),
                 plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.properties, r2)]
         colours = {"porosity": true_log[:, cfg.properties.index("porosity")]} if "porosity" in cfg.properties else {}
         k_diag = [p for p in cfg.properties if norm.log[cfg.properties.index(p)]]
@@ -190,8 +226,12 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
             t = np.linspace(0, 1, 8)
             path = torch.as_tensor(slerp(per["mu"][a], per["mu"][b], t), dtype=torch.float32)  # (T, L)
             with torch.no_grad():
-                vols = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu().numpy()
-                props = norm.inverse_log(model.predict_properties(path.to(device)).float().cpu().numpy())
+                probs = torch.sigmoid(model.decode(path.to(device)).float())[:, 0].cpu()  # (T, *shape)
+                props_norm = model.predict_properties(path.to(device)).float().cpu().numpy()
+                props = norm.inverse_log(props_norm)
+            # binarized as prior samples are: at the porosity predicted along the path
+            vols = binarize_expected(probs) if porosity_of is None else binarize_at(probs, porosity_of(props_norm))
+            vols = vols.float().numpy()
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
         figs.append(plots.plot_generated(out_dir / "generated.png", gen_bin.numpy(), phi_train, phi_gen,
                                          train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy(),
@@ -228,7 +268,8 @@ def format_metrics(m: dict) -> str:
                  f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "
                  f"{m['gen_porosity_wasserstein']:.4f}, S2 distance to the nearest training sample "
                  f"(median) {m['gen_s2_nearest']:.4f}, contrast {m['gen_contrast']:.2f} (prior samples "
-                 "binarized at their expected porosity)")
+                 f"binarized at the porosity of their code; at their expected porosity: Wasserstein "
+                 f"{m.get('gen_porosity_wasserstein_expected', float('nan')):.4f})")
     if "gen_specific_surface_ratio" in m:
         lines.append("  generated / training (medians): " + ", ".join(
             f"{k} {m[f'gen_{k}_ratio']:.2f}x" for k in ("specific_surface", "chord_length", "euler_density")))

@@ -29,21 +29,23 @@ def _save(fig, path) -> str:
     return str(path)
 
 
-def plot_reconstruction(path, originals, probs, ids=None) -> str:
+def plot_reconstruction(path, originals, probs, ids=None, binary=None) -> str:
     """Rows of samples: original | reconstruction probability | binarized, per mid-slice.
 
-    originals, probs : (N, *shape) arrays (probs in [0, 1]).
+    originals, probs : (N, *shape) arrays (probs in [0, 1]); binary : (N, *shape) the binarized
+    reconstructions as evaluated (default: probs > 0.5).
     """
+    binary = probs > 0.5 if binary is None else binary
     n = len(originals)
     views = len(mid_slices(originals[0]))
     cols = 3 * views
     fig, axes = plt.subplots(n, cols, figsize=(1.8 * cols, 1.9 * n), squeeze=False)
     for i in range(n):
-        orig, prob = mid_slices(originals[i]), mid_slices(probs[i])
+        orig, prob, bins = mid_slices(originals[i]), mid_slices(probs[i]), mid_slices(binary[i])
         for v in range(views):
             name = orig[v][0]
             for j, (img, label, cmap) in enumerate(((orig[v][1], "input", "gray"), (prob[v][1], "p(pore)", "viridis"),
-                                                    (prob[v][1] > 0.5, "binarized", "gray"))):
+                                                    (bins[v][1], "binarized", "gray"))):
                 ax = axes[i, 3 * v + j]
                 ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
                 ax.set_xticks([]), ax.set_yticks([])
@@ -51,7 +53,8 @@ def plot_reconstruction(path, originals, probs, ids=None) -> str:
                     ax.set_title(f"{label}\n{name}".strip(), fontsize=7)
         if ids is not None:
             axes[i, 0].set_ylabel(str(ids[i]), fontsize=7)
-    fig.suptitle("original vs reconstruction (decoded from the latent mean); pore = white", fontsize=9)
+    fig.suptitle("original vs reconstruction (decoded from the latent means; binarized at the porosity "
+                 "predicted for its code); pore = white", fontsize=9)
     return _save(fig, path)
 
 

@@ -86,6 +86,8 @@ class PVAE(nn.Module):
     spatial_stage : encoder level of the spatial latent, 1..len(channels) (grid input_size / 2^level);
         None = len(channels) - 1 (the second-coarsest grid), at least 1
     kernel_size, norm ("batch" | "group" | "none"), activation, dropout
+    padding : "circular" (default: the structures and the solver are periodic, so the network has no
+        boundary layer of its own) or "zeros" (models trained before 2026-12-01)
     regressor_depth, regressor_width : hidden layers and their width of the property MLP
     """
 
@@ -93,10 +95,12 @@ class PVAE(nn.Module):
                  channels=(16, 32, 64), latent_dim: int = 16, kernel_size: int = 3,
                  norm: str = "batch", activation: str = "silu", dropout: float = 0.0,
                  regressor_depth: int = 2, regressor_width: int = 64,
-                 spatial_channels: int = 4, spatial_stage: int | None = None):
+                 spatial_channels: int = 4, spatial_stage: int | None = None, padding: str = "circular"):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
+        if padding not in ("circular", "zeros"):
+            raise ValueError(f"padding must be 'circular' or 'zeros', got {padding!r}")
         self.dims, self.input_size, self.latent_dim = dims, int(input_size), int(latent_dim)
         channels = [int(c) for c in channels]
         n = len(channels)
@@ -104,7 +108,10 @@ class PVAE(nn.Module):
         self.spatial_stage = max(1, n - 1) if spatial_stage is None else int(spatial_stage)
         if self.spatial_channels and not 1 <= self.spatial_stage <= n:
             raise ValueError(f"spatial_stage must be in 1..{n} (len(channels)), got {spatial_stage}")
-        conv = nn.Conv3d if dims == 3 else nn.Conv2d
+        conv_cls = nn.Conv3d if dims == 3 else nn.Conv2d
+
+        def conv(*args, **kw):  # periodic structures: circular padding (no boundary layer of its own)
+            return conv_cls(*args, padding_mode=padding, **kw)
         drop = nn.Dropout3d if dims == 3 else nn.Dropout2d
         pad = kernel_size // 2
         self.sizes = stage_sizes(input_size, n, kernel_size)  # [S, S/2, ..., s_min]
@@ -169,7 +176,8 @@ class PVAE(nn.Module):
                    channels=cfg.channels, latent_dim=cfg.latent_dim, kernel_size=cfg.kernel_size,
                    norm=cfg.norm, activation=cfg.activation, dropout=cfg.dropout,
                    regressor_depth=cfg.regressor_depth, regressor_width=cfg.regressor_width,
-                   spatial_channels=cfg.spatial_channels, spatial_stage=cfg.spatial_stage)
+                   spatial_channels=cfg.spatial_channels, spatial_stage=cfg.spatial_stage,
+                   padding=cfg.padding)
 
     # --- encoder ---------------------------------------------------------------------------
     def _encode_levels(self, x: torch.Tensor):

@@ -15,12 +15,12 @@ It works for every model of tuning.config.MODELS (``model:`` of the config), as 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 from tuning import tracking
 from tuning.config import StudyConfig
+from tuning.study import run_study, study_main, study_parser
 
 #: Test metrics put in the table (when the evaluation produced them); R^2 of each property is added.
 METRICS = ("test_recon_bce", "test_voxel_accuracy", "test_pore_iou", "test_s2_distance", "test_porosity_error",
@@ -49,8 +49,6 @@ def ablation_space(cfg: StudyConfig) -> dict:
 def run_ablation(cfg: StudyConfig, tracking_uri: str | None = None) -> dict:
     """Run the ablation. Returns {"handle", "table", "summary" (DataFrames), "table_csv", "summary_csv",
     "figure" (paths)}."""
-    from tuning.study import run_study
-
     cfg = replace(cfg, search="grid", scheduler="fifo")
     handle = run_study(cfg, tracking_uri=tracking_uri, param_space=ablation_space(cfg), kind="ablation",
                        num_samples=1, scheduler=False)
@@ -148,22 +146,14 @@ def write_outputs(table, summary, out_dir: Path,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tuning ablate", description=(
+    return study_parser("ablate", (
         "Dataset-size ablation: one trial per (size, seed) with the other hyperparameters fixed; writes a table "
-        "and a PNG of test metrics against dataset size, and logs them to MLflow."))
-    p.add_argument("--config", required=True, help="ablation YAML (a study config with sizes: and seeds:)")
-    from tuning.study import add_study_options
-    add_study_options(p)
-    return p
+        "and a PNG of test metrics against dataset size, and logs them to MLflow."),
+        "ablation YAML (a study config with sizes: and seeds:)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from tuning.study import load_cli_config
-        cfg = load_cli_config(args)
+    def run(cfg: StudyConfig, args) -> int:
         result = run_ablation(cfg, tracking_uri=args.tracking_uri)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"python -m tuning ablate: {exc}", file=sys.stderr)
-        return 2
-    return 0 if (result["table"]["status"] == "OK").all() else 1
+        return 0 if (result["table"]["status"] == "OK").all() else 1
+    return study_main(build_parser(), argv, run)

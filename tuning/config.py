@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import Check, FlatConfig, load_config_file
+from core.config import Check, FlatConfig, load_config_file, unknown_key_error
 
 #: Distribution name in the YAML -> number of arguments Ray's function takes.
 DISTRIBUTIONS = {
@@ -213,8 +213,8 @@ class StudyConfig(FlatConfig):
         for section in ("train", "search_space"):
             for key in getattr(self, section):
                 if key not in fields:
-                    raise ValueError(f"{section}: unknown training config key {key!r} for model {self.model!r} "
-                                     f"({spec.config.split(':')[1]}); valid keys: {', '.join(sorted(fields))}")
+                    raise unknown_key_error(key, fields, section, "unknown training config key",
+                                            detail=f" for model {self.model!r} ({spec.config.split(':')[1]})")
         for key, spec in self.search_space.items():
             parse_distribution(key, spec)  # raises on a malformed spec
             if is_grid(spec) and self.search == "hyperopt":

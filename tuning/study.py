@@ -18,9 +18,11 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.cli import failed
 from tuning import tracking
 from tuning.config import StudyConfig, load_study_config, model_spec
 
@@ -106,6 +108,19 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> bool:
         kwargs["num_cpus"] = num_cpus
     ray.init(address=address, **kwargs)
     return True
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None):
+    """Ray for the length of a study: :func:`ensure_ray` on entry; on exit, a Ray it started is shut
+    down (one already running, e.g. a test's or a cluster job's, is left as it was)."""
+    started = ensure_ray(address, num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
 
 
 # --- what the nodes of a cluster share -----------------------------------------------------
@@ -321,8 +336,7 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
     from ray import tune
 
     param_space = cfg.param_space() if param_space is None else param_space
-    started = ensure_ray(cfg.ray_address)  # before the build: it labels on this Ray (its cluster's nodes)
-    try:
+    with ray_session(cfg.ray_address):  # before the build: it labels on this Ray (its cluster's nodes)
         check_storage(cfg.storage_path)  # at once, before anything is built or trained
         state = prepare_study(cfg, tracking_uri, param_space, kind)
         shipped = ship_dataset(state["dataset_dir"])
@@ -349,10 +363,6 @@ def run_study(cfg: StudyConfig, tracking_uri: str | None = None, param_space: di
         t0 = time.time()
         results = tuner.fit()
         return _finish(state, results, time.time() - t0)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
 
 
 def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_errored: bool = False) -> StudyHandle:
@@ -371,8 +381,7 @@ def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_
     if not Path(state["dataset_dir"], "dataset.yaml").is_file():
         raise FileNotFoundError(f"{state['dataset_dir']}: the study's dataset is gone")
     tracking.client(state["tracking_uri"]).update_run(state["parent_run_id"], status="RUNNING")
-    started = ensure_ray(cfg.ray_address)
-    try:
+    with ray_session(cfg.ray_address):
         check_storage(experiment_path)
         tuner = tune.Tuner.restore(experiment_path, trainable=make_trainable(state, ship_dataset(state["dataset_dir"])),
                                    resume_unfinished=True,
@@ -380,10 +389,6 @@ def resume_study(experiment_path: str, tracking_uri: str | None = None, restart_
         t0 = time.time()
         results = tuner.fit()
         return _finish(state, results, time.time() - t0)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
 
 
 def _storage(path: str) -> str:
@@ -469,41 +474,45 @@ def print_summary(summary, state: dict) -> None:
 
 
 # --- verbs ---------------------------------------------------------------------------------
-def build_run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tuning run", description=(
-        "Run a Ray Tune study of the pVAE or the permeability surrogate (model:, search space, searcher, ASHA, resources, storage from the YAML); "
-        "one MLflow run per trial under a parent run per study."))
-    p.add_argument("--config", required=True, help="study YAML (e.g. configs/tune_smoke.yaml)")
-    add_study_options(p)
-    p.add_argument("--num-samples", type=int, help="number of trials; overrides the YAML")
-    return p
-
-
-def add_study_options(p: argparse.ArgumentParser) -> None:
-    """The overrides `run` and `ablate` share (each overrides the study YAML's field)."""
+def study_parser(verb: str, description: str, config_help: str) -> argparse.ArgumentParser:
+    """The parser of a verb that reads a study YAML (`run`, `ablate`): --config and the overrides
+    they share (each overrides the study YAML's field)."""
+    p = argparse.ArgumentParser(prog=f"python -m tuning {verb}", description=description)
+    p.add_argument("--config", required=True, help=config_help)
     p.add_argument("--name", help="experiment name (folder under storage_path); overrides the YAML")
     p.add_argument("--storage-path", help="local folder, shared filesystem or s3:// URI; overrides the YAML")
     p.add_argument("--dataset", help="dataset folder; overrides the YAML (built from build_config if missing)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the YAML, "
                                           "else sqlite:///<storage_path>/mlflow.db)")
     p.add_argument("--address", help="Ray address ('auto' = running cluster); default: local Ray")
+    return p
 
 
-def load_cli_config(args, **extra) -> StudyConfig:
-    """The study config of a `run`/`ablate` command line: the YAML with the command-line overrides."""
-    return load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset,
-                             ray_address=args.address, **extra)
+def study_main(parser: argparse.ArgumentParser, argv: list[str] | None, run) -> int:
+    """A `run`/`ablate` command line: its study config (the YAML with the command-line overrides) and
+    ``run(cfg, args)`` -> exit status; bad input (config, dataset, storage) -> one line on stderr, 2."""
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_study_config(args.config, name=args.name, storage_path=args.storage_path, dataset=args.dataset,
+                                ray_address=args.address, num_samples=getattr(args, "num_samples", None))
+        return run(cfg, args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        return failed(parser.prog, exc)
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    p = study_parser("run", (
+        "Run a Ray Tune study of the pVAE or the permeability surrogate (model:, search space, searcher, ASHA, resources, storage from the YAML); "
+        "one MLflow run per trial under a parent run per study."), "study YAML (e.g. configs/tune_smoke.yaml)")
+    p.add_argument("--num-samples", type=int, help="number of trials; overrides the YAML")
+    return p
 
 
 def main_run(argv: list[str] | None = None) -> int:
-    args = build_run_parser().parse_args(argv)
-    try:
-        cfg = load_cli_config(args, num_samples=args.num_samples)
+    def run(cfg: StudyConfig, args) -> int:
         handle = run_study(cfg, tracking_uri=args.tracking_uri)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"python -m tuning run: {exc}", file=sys.stderr)
-        return 2
-    return 0 if (handle.summary["status"] != "ERROR").any() else 1
+        return 0 if (handle.summary["status"] != "ERROR").any() else 1
+    return study_main(build_run_parser(), argv, run)
 
 
 def build_resume_parser() -> argparse.ArgumentParser:
@@ -521,8 +530,7 @@ def main_resume(argv: list[str] | None = None) -> int:
     try:
         handle = resume_study(args.path, tracking_uri=args.tracking_uri, restart_errored=args.restart_errored)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"python -m tuning resume: {exc}", file=sys.stderr)
-        return 2
+        return failed("python -m tuning resume", exc)
     return 0 if (handle.summary["status"] != "ERROR").any() else 1
 
 

@@ -52,14 +52,10 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray for the in-process studies of one test module (started once, stopped after)."""
-    import ray
+    from tuning.study import ray_session
 
-    from tuning.study import ensure_ray
-
-    started = ensure_ray(None, num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
+    with ray_session(None, num_cpus=2):
+        yield
 
 
 @pytest.fixture()
