@@ -87,7 +87,15 @@ class BuildConfig(FlatConfig):
 
     @classmethod
     def unknown_keys_error(cls, unknown, valid, source) -> DataError:
-        return DataError(f"{source}: unknown config key(s) {sorted(unknown)}; valid keys: {sorted(valid)}")
+        if {"shape", "pore"} & set(unknown):  # a dataset's own dataset.yaml given as a build config
+            folder = Path(str(source)).parent
+            return DataError(f"{source}: this is a dataset's description (dataset.yaml: keys {sorted(unknown)}), "
+                             f"not a build config; to label its volumes run `python -m data_pipeline label {folder}`, "
+                             f"or build with a config that has `source: {folder}` (and `out:`); valid build keys: "
+                             f"{sorted(valid)}")
+        return DataError(f"{source}: unknown config key(s) {sorted(unknown)}; valid keys: {sorted(valid)} "
+                         "(imported volumes are labeled with `source: <dataset folder>` or "
+                         "`python -m data_pipeline label <dataset folder>`)")
 
     def __post_init__(self):
         if self.dims not in (2, 3):
@@ -244,7 +252,8 @@ def _prepare_meta(cfg: BuildConfig, out: Path, dims: int, shape: list[int], sour
             raise DataError(f"{path}: {out} was built with a different config (fields {diff}); "
                             "use another out folder or delete it")
     meta = {
-        "dims": dims, "shape": shape, "voxel_size": cfg.voxel_size,
+        "dims": dims, "shape": shape,
+        "voxel_size": cfg.voxel_size if cfg.voxel_size is not None else (source_meta or {}).get("voxel_size"),
         "pore": "uint8 TIFF, 1 = pore, 0 = solid; 3D as (Z, Y, X) pages",
         "units": {"permeability": "lattice units (voxel^2); physical = k * voxel_size^2"},
         "source": ({"kind": "synthetic", "generators": cfg.generators, "seed": cfg.seed,

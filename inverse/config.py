@@ -79,6 +79,18 @@ class DesignConfig(FlatConfig):
         clean: remove floating solid islands up to ``max_island`` voxels and isolated pore
         clusters (see :mod:`inverse.postprocess`). verify: run the LBM solver; solver: keyword
         arguments passed to it (``data_pipeline.permeability.permeability_batch``).
+    Maximize / minimize targets (``maximize:k_xx``)
+        An unbounded target can be met by a structure that is no longer the material (one open
+        channel across the domain: issue 16). Such targets are held to the material's morphology:
+        the specific surface of the delivered structure over the median of the training
+        structures at its porosity (``ss_ratio_train``) must lie in ``morphology_band``
+        (default 0.75-1.33); the decoder-aware objectives (reencode, surrogate, solver) add
+        ``morphology_weight * (d / ln(high))^2`` (d = distance of ln(ratio) outside the band) to
+        every evaluation, and the candidates are ranked with it; without a porosity condition the
+        delivered porosity stays within the training porosities. HIT of such a target means: every
+        max (min) condition's verified value is above (below) the best training sample's label,
+        and ss_ratio_train is in the band (results.csv: ``morph_ok``); morphology_weight 0 turns
+        the penalty off (the band still decides the hit).
     Output
         out: output folder; mlflow: log the run; experiment: MLflow experiment name; figures.
     """
@@ -122,6 +134,8 @@ class DesignConfig(FlatConfig):
     max_island: int = 64
     verify: bool = True
     solver: dict = field(default_factory=dict)
+    morphology_band: list[float] = field(default_factory=lambda: [0.75, 1.33])
+    morphology_weight: float = 100.0
     # output
     out: str = "runs/inverse"
     mlflow: bool = True
@@ -170,6 +184,10 @@ class DesignConfig(FlatConfig):
         if not 0 < self.fixed_threshold < 1:
             check.bad("fixed_threshold", "must be in (0, 1)")
         check.at_least(("n_candidates",), 1)
+        band = self.morphology_band
+        if not (isinstance(band, (list, tuple)) and len(band) == 2 and 0 < float(band[0]) < 1 < float(band[1])):
+            check.bad("morphology_band", "must be [low, high] with 0 < low < 1 < high (specific-surface ratio)")
+        check.at_least(("morphology_weight",), 0)
         for name in ("solver", "search_solver"):
             if not isinstance(getattr(self, name), dict):
                 check.bad(name, "must be a mapping of solver keyword arguments")

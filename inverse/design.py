@@ -32,7 +32,7 @@ from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
 from inverse.search import SearchResult, run_search, select_candidates
-from inverse.targets import Target, TargetError, build_targets, check_targets_for_model
+from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, with_training_bars
 from inverse.verify import verified_values, verify_batch
 
 
@@ -45,7 +45,9 @@ class Verification:
     minus predicted porosity (nan when porosity is not predicted); errors: ``{property: error}`` of
     each condition against its exact value or the prediction (absolute for porosity, relative for
     k); converged, steps, error: the solver's record ("" when solved); hit: every condition within
-    its tolerance and no solver error.
+    its tolerance (a max / min condition: beyond the best training label) and no solver error, and
+    for a maximize / minimize target also ``morph_ok``: the specific-surface ratio to the training
+    median within DesignConfig.morphology_band (None for other targets: not part of their hit).
     """
 
     values: dict[str, float]
@@ -55,6 +57,7 @@ class Verification:
     steps: int
     error: str
     hit: bool
+    morph_ok: bool | None = None
 
 
 @dataclass
@@ -123,6 +126,8 @@ class Candidate:
             row["d_porosity"] = v.d_porosity
             row.update({f"err_{p}": x for p, x in v.errors.items()})
             row.update(converged=v.converged, solver_steps=v.steps, solver_error=v.error)
+            if v.morph_ok is not None:
+                row["morph_ok"] = v.morph_ok
         row["hit"] = self.hit
         return {k: _fmt(x) for k, x in row.items()}
 
@@ -292,10 +297,15 @@ def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], 
             if ref is None:
                 continue
             errors[cond.prop] = (v - ref) if cond.prop == "porosity" else (v - ref) / abs(ref) if ref else np.nan
+        morph_ok = None
+        if target.optimizes:  # an unbounded target counts only within the material's morphology
+            lo, hi = cfg.morphology_band
+            ratio = c.morphology.get("ss_ratio_train", np.nan)
+            morph_ok = bool(np.isfinite(ratio) and lo <= ratio <= hi)
         c.verification = Verification(
             values=ver, d_porosity=ver["porosity"] - pred.get("porosity", np.nan) if "porosity" in pred else np.nan,
             errors=errors, converged=bool(rec["converged"]), steps=int(rec["steps"]), error=rec["error"],
-            hit=bool(target.hit(ver, pred)) and not rec["error"])
+            hit=bool(target.hit(ver, pred)) and not rec["error"] and morph_ok is not False, morph_ok=morph_ok)
     return secs
 
 
@@ -327,11 +337,16 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
     # one delivery (decode -> binarize -> clean, cached by z) shared by the objectives and the candidates
     delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
                         cfg.max_island)
+    if target.optimizes and target.condition("porosity") is None and "porosity" in bundle.properties:
+        phi = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index("porosity")]
+        delivery.porosity_range = (float(np.nanmin(phi)), float(np.nanmax(phi)))  # the material's porosities
     aware = None
     if cfg.property_model != "regressor":
         aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
                                cfg.manifold_weight_for(cfg.property_model), surrogate,
                                {**cfg.solver, **cfg.search_solver})
+        if target.optimizes and morph_ref is not None and cfg.morphology_weight > 0:
+            aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
     t_dec = time.perf_counter()
     for method in cfg.methods:
         res, obj = search_step(cfg, method, objective, aware, bundle.y_train)
@@ -358,6 +373,8 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
         t = o.target
         base = {"target_id": t.target_id, "target": t.describe(), "spec": t.spec, "status": o.status,
                 "notes": " | ".join(o.notes)}
+        if t.optimizes:
+            base["hit_means"] = hit_meaning(t, cfg)
         base.update(o.nearest)
         for m in (cfg.methods if o.searches else [None]):
             rec = dict(base)
@@ -381,12 +398,47 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
     return results, pd.DataFrame(summary), pd.DataFrame(timing)
 
 
+def _with_bar_reference(t: Target, bundle) -> Target:
+    """An optimizing target without ``ref=`` gets the training sample of its first max/min bar as
+    reference structure (figures, ss_ratio_ref / s2_distance_ref); other targets unchanged."""
+    import dataclasses
+
+    c = next((c for c in t.conditions if c.kind in ("max", "min")), None)
+    if t.reference or c is None or c.prop not in bundle.properties:
+        return t
+    col = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index(c.prop)]
+    col = np.where(np.isfinite(col), col, -np.inf if c.kind == "max" else np.inf)
+    i = int(np.argmax(col) if c.kind == "max" else np.argmin(col))
+    return dataclasses.replace(t, reference=str(bundle.ids_train[i]))
+
+
+def hit_meaning(t: Target, cfg: DesignConfig) -> str:
+    """What HIT means for a target with maximize / minimize conditions (logged, and in targets.csv)."""
+    parts = []
+    for c in t.conditions:
+        if c.kind == "max" and c.low is not None:
+            parts.append(f"verified {c.prop} > {c.low:.4g} (the best training sample{', ' + t.reference if t.reference else ''})")
+        elif c.kind == "min" and c.high is not None:
+            parts.append(f"verified {c.prop} < {c.high:.4g} (the lowest training sample)")
+        elif c.kind in ("max", "min"):
+            parts.append(f"verified {c.prop} within {c.tol:g} of the prediction")
+        else:
+            parts.append(c.describe())
+    lo, hi = cfg.morphology_band
+    parts.append(f"specific surface {lo:g}-{hi:g}x the training median at its porosity (ss_ratio_train)")
+    text = " and ".join(parts)
+    if t.condition("porosity") is None:
+        text += "; the design's porosity is kept within the training range"
+    return text
+
+
 def _log_candidate(t: Target, c: Candidate) -> str:
     ver = c.verification.values
     nan = float("nan")
     return (f"#{c.rank} pred phi {c.pred.get('porosity', nan):.3f} ver phi {ver['porosity']:.3f}"
             + "".join(f" {k.prop} pred {c.pred.get(k.prop, nan):.4g} ver {ver[k.prop]:.4g}"
                       for k in t.conditions if k.prop != "porosity")
+            + (f" ss_ratio {c.morphology.get('ss_ratio_train', nan):.2f}" if t.optimizes else "")
             + (" HIT" if c.hit else " miss"))
 
 
@@ -402,6 +454,10 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
         bundle = load_bundle(cfg.model, cfg.dataset, cfg.tracking_uri, cfg.device, cache_dir=out / ".model")
     targets = build_targets(cfg.targets, cfg.targets_csv, cfg.units, bundle.voxel_size, cfg.tol_porosity, cfg.tol_k)
     check_targets_for_model(targets, bundle.properties)
+    # maximize / minimize: a hit must beat the best training sample (with_training_bars)
+    targets = [with_training_bars(t, bundle.y_train, bundle.properties) for t in targets]
+    # ... and is shown (and its morphology compared) beside the training sample that sets the bar
+    targets = [_with_bar_reference(t, bundle) for t in targets]
     surrogate = None
     if cfg.surrogate:
         from inverse.delivered import check_surrogate, load_design_surrogate
@@ -421,6 +477,8 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     cache: dict = {}
     outcomes = []
     for t in targets:
+        if t.optimizes:
+            log(f"[{t.target_id}] HIT means: " + hit_meaning(t, cfg))
         o = run_target(cfg, bundle, space, t, cache, log, surrogate, morph_ref)
         o.reference = morph_ref.sample(t.reference)[0] if t.reference else None
         outcomes.append(o)

@@ -48,15 +48,29 @@ class MorphologyReference:
         rec = self._samples[sample_id]
         return rec["im"], rec["m"]
 
+    def ss_median(self, porosity: float) -> float:
+        """Median specific surface (1/voxel) of the training structures within +-0.05 of
+        ``porosity`` (the 8 nearest in porosity when fewer)."""
+        phi_t = self.train["scalars"]["porosity"]
+        ss_t = self.train["scalars"]["specific_surface"]
+        near = np.abs(phi_t - porosity) <= 0.05
+        if near.sum() < 8:
+            near = np.argsort(np.abs(phi_t - porosity))[:8]
+        return float(np.median(ss_t[near]))
+
+    def ss_ratio(self, im: np.ndarray) -> float:
+        """Specific surface of ``im`` over :meth:`ss_median` at its porosity (``ss_ratio_train``;
+        cheap: no S2); nan when the reference median is 0."""
+        from data_pipeline.descriptors import specific_surface
+
+        im = np.asarray(im, dtype=bool)
+        ss_ref = self.ss_median(float(im.mean()))
+        return specific_surface(im) / ss_ref if ss_ref > 0 else float("nan")
+
     def columns(self, im: np.ndarray, reference: str | None = None) -> dict:
         """The morphology columns of one delivered structure (see module doc)."""
         m = mo.morphology(np.asarray(im, dtype=bool))
-        phi_t = self.train["scalars"]["porosity"]
-        ss_t = self.train["scalars"]["specific_surface"]
-        near = np.abs(phi_t - m["porosity"]) <= 0.05
-        if near.sum() < 8:
-            near = np.argsort(np.abs(phi_t - m["porosity"]))[:8]
-        ss_ref = float(np.median(ss_t[near]))
+        ss_ref = self.ss_median(m["porosity"])
         out = {"porosity_m": m["porosity"], "specific_surface": m["specific_surface"],
                "chord_length": m["chord_length"], "euler_density": m["euler_density"],
                "s2_nearest_train": float(mo.nearest_s2_distances(m["s2"][None], self.train["s2"])[0]),

@@ -41,12 +41,15 @@ def plot_convergence(outcome_t, path: Path) -> None:
     for m, res in outcome_t.searches.items():
         ax.plot(np.arange(1, res.n_evals + 1), res.best_so_far(), label=f"{m} ({res.time_s:.1f} s)")
     ax.set_xlabel("objective evaluations")
-    ax.set_ylabel("best objective so far (lower is better)")
+    optimizes = getattr(outcome_t.target, "optimizes", False)
+    ax.set_ylabel("best objective so far\n(lower is better" + ("; maximize: minus the\nstandardized property, "
+                  "+ penalties)" if optimizes else ")"), fontsize=8)
     f_all = np.concatenate([r.f for r in outcome_t.searches.values()])
     if np.all(f_all > 0):
         ax.set_yscale("log")
     ax.set_title(f"{outcome_t.target.target_id}: {outcome_t.target.describe()}", fontsize=9)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="1 = at the tolerance edge")
+    if not optimizes:  # the tolerance edge exists only for targets with values to meet
+        ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="1 = at the tolerance edge (below: predicted hit)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -71,7 +74,8 @@ def plot_slices(outcome_t, path: Path, max_candidates: int = 6) -> None:
     items = []
     ref = getattr(outcome_t, "reference", None)
     if ref is not None:
-        items.append((f"target sample {outcome_t.target.reference}", ref))
+        what = "training sample of the bar" if getattr(outcome_t.target, "optimizes", False) else "target sample"
+        items.append((f"{what} {outcome_t.target.reference}", ref))
     for c in outcome_t.candidates[:max_candidates]:
         hit = c.hit
         mark = "" if not isinstance(hit, (bool, np.bool_)) else (" HIT" if hit else " miss")
@@ -121,9 +125,16 @@ def plot_pred_vs_verified(results: pd.DataFrame, properties: list[str], path: Pa
             ax.scatter(g[f"pred_{p}"], g[f"verified_{p}"], s=14, label=m, alpha=0.8)
         vals = pd.concat([results[f"pred_{p}"], results[f"verified_{p}"]]).astype(float)
         vals = vals[np.isfinite(vals)]
-        if p != "porosity" and (vals > 0).all() and len(vals):
+        # log axes only over more than a decade: over a narrow range every minor tick gets a
+        # label and they overlap (issue 16, item 6)
+        if p != "porosity" and len(vals) and (vals > 0).all() and vals.max() > 10 * vals.min():
             ax.set_xscale("log")
             ax.set_yscale("log")
+        else:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
         if len(vals):
             lo, hi = float(vals.min()), float(vals.max())
             ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)

@@ -43,7 +43,9 @@ class Condition:
     """One condition of a target, in lattice units.
 
     kind "exact": value, accepted interval [low, high] (from the tolerance);
-    "range": [low, high]; "ge": >= low; "le": <= high; "max" / "min": optimize, no interval.
+    "range": [low, high]; "ge": >= low; "le": <= high; "max" / "min": optimize; their bar (set
+    by :func:`with_training_bars` from the training labels: ``low`` of "max" = the largest
+    training value, ``high`` of "min" = the smallest) is what a verified value must beat to count.
     tol: the tolerance of the hit test (porosity absolute, k relative), also the soft scale of
     the objective outside the interval.
     """
@@ -62,9 +64,15 @@ class Condition:
         return lo, hi
 
     def satisfied(self, value: float, predicted: float | None = None) -> bool:
-        """Hit test of a verified ``value``; max/min: verified within tolerance of ``predicted``."""
+        """Hit test of a verified ``value``. max / min with a bar (the training set's best value):
+        the verified value beats it (max: > low; min: < high). Without a bar: verified within
+        tolerance of ``predicted``."""
         if value is None or not np.isfinite(value):
             return False
+        if self.kind == "max" and self.low is not None:
+            return bool(value > self.low)
+        if self.kind == "min" and self.high is not None:
+            return bool(value < self.high)
         if self.kind in ("max", "min"):
             if predicted is None:
                 return True
@@ -103,6 +111,12 @@ class Target:
     @property
     def properties(self) -> list[str]:
         return [c.prop for c in self.conditions]
+
+    @property
+    def optimizes(self) -> bool:
+        """The target maximizes or minimizes a property (its designs are then held to the
+        material's morphology, see DesignConfig.morphology_band)."""
+        return any(c.kind in ("max", "min") for c in self.conditions)
 
     def condition(self, prop: str) -> Condition | None:
         return next((c for c in self.conditions if c.prop == prop), None)
@@ -291,3 +305,22 @@ def check_targets_for_model(targets: list[Target], model_properties: list[str]) 
             if p not in model_properties:
                 raise TargetError(f"target {t.target_id} ({t.spec}): the model does not predict {p!r}; "
                                   f"it predicts: {', '.join(model_properties)}")
+
+
+def with_training_bars(target: Target, y_train: np.ndarray, properties: list[str]) -> Target:
+    """``target`` with the bar of each maximize / minimize condition set from the training labels
+    ``y_train`` (N, P) (columns ``properties``): max -> ``low`` = the largest training value, min ->
+    ``high`` = the smallest. A verified design then hits a max/min condition when it beats every
+    training sample (:meth:`Condition.satisfied`). Other conditions are returned unchanged."""
+    import dataclasses
+
+    conds = []
+    for c in target.conditions:
+        if c.kind in ("max", "min") and c.prop in properties:
+            col = np.asarray(y_train, dtype=float)[:, properties.index(c.prop)]
+            col = col[np.isfinite(col)]
+            if col.size:
+                c = dataclasses.replace(c, low=float(col.max())) if c.kind == "max" else \
+                    dataclasses.replace(c, high=float(col.min()))
+        conds.append(c)
+    return dataclasses.replace(target, conditions=conds)

@@ -113,10 +113,16 @@ class EpochTrainer:
         metrics.update({f"val_{k}": v for k, v in val.items()})
         metrics.update({"lr": lr, **extra, "train_samples_per_s": n_seen / max(train_time, 1e-9),
                         "epoch_time_s": time.perf_counter() - t0})
-        self._update_best(metrics["val_loss"])
+        self._update_best(metrics[self.select_metric])
         metrics["best_val"] = self.best_val
         self.history.append(metrics)
         return metrics
+
+    @property
+    def select_metric(self) -> str:
+        """The validation metric that selects the best checkpoint and drives early stopping
+        (the config's ``select_metric``; val_loss for configs without one, e.g. the surrogate's)."""
+        return getattr(self.cfg, "select_metric", "val_loss")
 
     def _autocast(self):
         return nullcontext() if self.amp_dtype is None else torch.autocast("cuda", dtype=self.amp_dtype)
@@ -131,7 +137,7 @@ class EpochTrainer:
             self.bad_epochs += 1
 
     def should_stop(self) -> bool:
-        """True after ``patience`` epochs without val_loss improvement, or once ``epochs`` are done."""
+        """True after ``patience`` epochs without improvement of ``select_metric``, or once ``epochs`` are done."""
         if self.epoch >= self.cfg.epochs:
             return True
         return self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience
@@ -215,12 +221,12 @@ class EpochTrainer:
         return trainer
 
     def load_best_weights(self) -> None:
-        """Put the best weights seen so far (lowest val_loss) into the model."""
+        """Put the best weights seen so far (lowest ``select_metric``) into the model."""
         if self._best_state is not None:
             self.model.load_state_dict(self._best_state)
 
     def fit(self, out_dir, log=print) -> dict:
-        """Train until early stopping or ``epochs``; keeps out_dir/best (lowest val_loss) and
+        """Train until early stopping or ``epochs``; keeps out_dir/best (lowest ``select_metric``) and
         out_dir/last. On return the model holds the BEST weights. Returns a summary dict."""
         out_dir = Path(out_dir)
         t0 = time.perf_counter()
@@ -257,7 +263,7 @@ def fit_and_report(trainer, out: Path, format_metrics=None, note: str = "") -> N
     print(f"training on {len(trainer.train_set)} samples (val {len(trainer.val_set)}), device {trainer.device}, "
           f"{n_par:,} parameters{note}")
     summary = trainer.fit(out)
-    print(f"best val_loss {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
+    print(f"best {trainer.select_metric} {summary['best_val']:.4f} at epoch {summary['best_epoch']} "
           f"({summary['epochs']} epochs, {summary['train_time_s']:.1f} s)")
     if format_metrics is not None:
         print(format_metrics(trainer.evaluate("test", out_dir=Path(out) / "eval")))

@@ -14,6 +14,8 @@ from core.config import Check, FlatConfig, load_config_file, parse_override  # n
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
 ACTIVATIONS = ("relu", "silu", "leaky_relu")
+#: validation metrics that can select the best checkpoint (and drive early stopping) of a pVAE run
+SELECT_METRICS = ("val_score", "val_loss", "val_recon", "val_prop", "val_morph")
 
 
 def validate_training(cfg, check: Check) -> None:
@@ -112,7 +114,14 @@ class PVAEConfig(TrainingConfig):
     Optimisation
         AdamW (lr, weight_decay), scheduler ("cosine" to lr*min_lr_ratio over `epochs`, "plateau",
         "none"), grad_clip (max global grad norm, 0 = off), early stopping after `patience` epochs
-        without a val_loss improvement larger than min_delta.
+        without an improvement of ``select_metric`` larger than min_delta.
+    Checkpoint selection
+        select_metric: the validation metric whose minimum is kept as ``best/`` and drives early
+        stopping: "val_score" (default; recon + prop + morph with unit weights, so neither beta nor
+        a noisy property term on a small validation set decides alone: with val_loss a 2D run of
+        96 images kept an epoch whose decoder was still untrained, issue 16), or "val_loss",
+        "val_recon", "val_prop", "val_morph". A tuning study sets it to its ``metric`` when that
+        is one of these.
     Data
         dataset_size (seeded nested subset of the TRAIN split, None = all), split_seed and
         split_fractions (fixed per dataset so val/test never move), seed (weights, shuffling, subset).
@@ -137,6 +146,8 @@ class PVAEConfig(TrainingConfig):
     alpha: float = 1.0
     gamma: float = 5.0
     sharpness: float = 0.0
+    # checkpoint selection
+    select_metric: str = "val_score"
     # runtime
     n_generate: int = 64
 
@@ -156,6 +167,7 @@ class PVAEConfig(TrainingConfig):
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
+        check.one_of("select_metric", SELECT_METRICS)
         if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):
             check.bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")
 
@@ -167,3 +179,65 @@ def load_config(path: str | Path | None = None, **overrides) -> PVAEConfig:
     and the file.
     """
     return load_config_file(PVAEConfig, path, overrides)
+
+
+#: Fields that describe the data rather than the model: read from the dataset unless a config fixes them.
+DATASET_FIELDS = ("dims", "input_size", "properties")
+
+
+def fit_to_dataset(data: dict, dataset_dir, source: str = "config") -> tuple[dict, dict]:
+    """``data`` (config fields given by a file and overrides) completed from the dataset folder:
+    ``dims`` and ``input_size`` from dataset.yaml, ``properties`` = porosity and the diagonal
+    permeabilities that properties.csv has (k_xx, k_yy in 2D), each only where ``data`` does not
+    fix it. Returns (the completed dict, the fields taken from the dataset).
+
+    Raises ValueError naming the file and field when a fixed value contradicts the dataset
+    (dims, a square/cubic shape, a property column the dataset lacks).
+    """
+    from pathlib import Path
+
+    from core.properties import diagonal_columns
+    from data_pipeline.dataset import labeled_table
+    from data_pipeline.io import DATASET_YAML, read_dataset_meta
+
+    root = Path(dataset_dir)
+    meta = read_dataset_meta(root)
+    dims, shape = int(meta["dims"]), [int(s) for s in meta["shape"]]
+    yaml_path = root / DATASET_YAML
+    if len(set(shape)) != 1:
+        raise ValueError(f"{yaml_path}: shape {shape} is not square/cubic; the pVAE takes square (2D) or cubic (3D) volumes")
+    data, taken = dict(data), {}
+    for name, value in (("dims", dims), ("input_size", shape[0])):
+        if name not in data:
+            data[name] = taken[name] = value
+        elif int(data[name]) != value:
+            raise ValueError(f"{source}: {name} = {data[name]} but {yaml_path} has dims {dims}, shape {shape}; "
+                             f"remove {name} from the config (it is then read from the dataset) or use a matching dataset")
+    columns = [c for c in labeled_table(root, columns=["porosity"]).columns]
+    if "properties" not in data:
+        props = [p for p in ["porosity"] + diagonal_columns(dims) if p in columns]
+        if not props:
+            raise ValueError(f"{root / 'properties.csv'}: no porosity or permeability column to train on")
+        data["properties"] = taken["properties"] = props
+    else:
+        missing = [p for p in data["properties"] if p not in columns]
+        if missing:
+            raise ValueError(f"{source}: properties {list(data['properties'])} name column(s) {missing} that "
+                             f"{root / 'properties.csv'} ({dims}D) does not have; remove properties from the "
+                             f"config (then porosity + {', '.join(diagonal_columns(dims))} are used) or list "
+                             f"columns of the dataset")
+    return data, taken
+
+
+def load_config_for_dataset(path: str | Path | None, dataset_dir, **overrides) -> PVAEConfig:
+    """:func:`load_config` for training on ``dataset_dir``: dims, input_size and properties that
+    the file and the overrides leave out are read from the dataset (:func:`fit_to_dataset`); a
+    note on stdout says which."""
+    from core.config import read_yaml_mapping
+
+    data = read_yaml_mapping(path, ValueError) if path is not None else {}
+    data.update(overrides)
+    data, taken = fit_to_dataset(data, dataset_dir, str(path) if path is not None else "<defaults>")
+    if taken:
+        print("from the dataset: " + ", ".join(f"{k}={v}" for k, v in taken.items()))
+    return PVAEConfig.from_dict(data, source=str(path) if path is not None else "<defaults>")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from core.cli import add_training_arguments, failed
 from models.checkpoint import Normalizer, known_mask, read_config
 from models.common import EpochTrainer, batches, fit_and_report, open_trainer, setup_optimization
-from models.config import PVAEConfig, load_config
+from models.config import PVAEConfig, load_config, load_config_for_dataset  # noqa: F401  (load_config re-exported)
 from models.losses import pvae_loss
 from models.pvae import PVAE
 from models.surrogate.augment import symmetry_group
@@ -38,7 +39,7 @@ class Trainer(EpochTrainer):
     ----------
     epoch : epochs completed
     history : one metrics dict per completed epoch
-    best_val, best_epoch : lowest val_loss so far and its epoch
+    best_val, best_epoch : lowest ``cfg.select_metric`` (default val_score) so far and its epoch
     norm : Normalizer fitted on the TRAIN subset (log10 for diagonal k, then standardized; with
         augmentation on its whole symmetry orbit, so k_xx, k_yy, k_zz share statistics)
     """
@@ -218,7 +219,8 @@ class Trainer(EpochTrainer):
     def _log_line(self, m: dict) -> str:
         return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
                 f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f} morph {m['train_morph']:.2e})  "
-                f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f})  lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
+                f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f} score {m['val_score']:.4f})  "
+                f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def evaluate(self, split: str = "test", out_dir=None) -> dict:
         """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""
@@ -231,7 +233,9 @@ class Trainer(EpochTrainer):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models train", description=(
         "Train a pVAE on a dataset folder; writes OUT/best and OUT/last checkpoint folders, "
-        "then evaluates the best model on the test split (OUT/eval/metrics.json + PNG figures)."))
+        "then evaluates the best model on the test split (OUT/eval/metrics.json + PNG figures). "
+        "dims, input_size and properties that the config does not set are read from the dataset "
+        "(dataset.yaml, properties.csv): one config serves 2D and 3D datasets (configs/pvae_2d.yaml)."))
     add_training_arguments(p, "PVAEConfig", "latent_dim=8")
     return p
 
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     try:
-        trainer = open_trainer(Trainer, load_config, args)
+        # dims, input_size and properties the config leaves out come from the dataset (2D or 3D)
+        trainer = open_trainer(Trainer, partial(load_config_for_dataset, dataset_dir=args.dataset), args)
     except (ValueError, FileNotFoundError) as exc:
         return failed("python -m models train", exc)
     from models.evaluate import format_metrics

@@ -30,6 +30,7 @@ The surrogate's search space is a second one over SurrogateConfig fields (``conf
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,8 @@ class StudyConfig(FlatConfig):
         overrides of the model's config fields), search_space (distributions over the same fields,
         see module doc).
     Search
-        metric / mode (declared once: the searcher, ASHA, checkpoint ranking and promotion use them),
+        metric / mode (declared once: the searcher, ASHA, checkpoint ranking and promotion use them;
+        a pVAE trial keeps its best/ weights by it too when it is one of models.config.SELECT_METRICS),
         search ("hyperopt" | "random" | "grid"), num_samples (trials; with grid: repeats of the grid),
         max_concurrent (trials at once), seed (searcher seed), scheduler ("asha" | "fifo"),
         grace_period and reduction_factor (ASHA, in epochs).
@@ -240,6 +242,10 @@ class StudyConfig(FlatConfig):
         """The fixed part of every trial's training config (train_config file + train overrides)."""
         base = self.spec.load_base(self.train_config) if self.train_config else {}
         base.update(self.train)
+        # the trial's best/ checkpoint follows the study's metric when the model can select by it
+        choices = getattr(import_module(self.spec.config.split(":")[0]), "SELECT_METRICS", ())
+        if "select_metric" not in base and self.mode == "min" and self.metric in choices:
+            base["select_metric"] = self.metric
         return _plain(base)
 
     def param_space(self) -> dict:

@@ -140,3 +140,40 @@ def test_failures_are_rows_and_porosity_only_label(tmp_path):
     with pytest.raises(DataError, match=r"solver: unknown option\(s\) \['tolerance'\]"):
         build.build_dataset(build.BuildConfig(out=str(tmp_path / "d2"), size=8, n_samples=1, generators=gens,
                                               solver={"tolerance": 1e-5}), progress=False)
+
+
+def test_a_datasets_own_yaml_as_build_config_names_the_label_route(tmp_path):
+    from data_pipeline.io import write_yaml
+
+    ds = tmp_path / "imported"
+    ds.mkdir()
+    write_yaml(ds / "dataset.yaml", {"dims": 2, "shape": [8, 8], "pore": "uint8", "label": "none"})
+    with pytest.raises(DataError, match=r"not a build config; to label its volumes run `python -m data_pipeline "
+                                         r"label .*imported`, or build with a config that has `source: "):
+        build.load_build_config(ds / "dataset.yaml")
+
+
+def test_label_verb_labels_an_imported_folder_in_place(tmp_path):
+    """import -> label: the volumes stay, properties.csv gets a D2Q9 row per sample (failed ones too)."""
+    import numpy as np
+    import pandas as pd
+
+    from data_pipeline.importers import import_volumes
+    from data_pipeline.label import main as label_main
+
+    src = tmp_path / "tif"
+    src.mkdir()
+    import tifffile
+
+    im = np.zeros((16, 16), np.uint8)
+    im[6:10, :] = 1  # a slit along x: k_xx > 0, k_yy = 0
+    tifffile.imwrite(src / "slit.tif", im)
+    tifffile.imwrite(src / "closed.tif", np.zeros((16, 16), np.uint8))  # no pore: a failed row, kept
+    ds = import_volumes("images2d", [src], tmp_path / "data", voxel_size=1e-6)
+    assert label_main([str(ds), "--serial", "--no-progress"]) == 0
+    props = pd.read_csv(ds / "properties.csv").set_index("sample_id")
+    assert list(props.index.sort_values()) == ["closed", "slit"]
+    assert props.loc["slit", "status"] == "ok" and props.loc["slit", "k_xx"] > 0 and props.loc["slit", "k_yy"] == 0
+    assert props.loc["closed", "status"] == "failed" and props.loc["closed", "error"]
+    meta = yaml.safe_load((ds / "dataset.yaml").read_text())
+    assert meta["dims"] == 2 and meta["voxel_size"] == 1e-6 and meta["label"] == "lbm"

@@ -3,8 +3,10 @@ import math
 
 import pytest
 
+import numpy as np
+
 from inverse.targets import (KNOWN_PROPERTIES, TargetError, build_targets, check_targets_for_model,
-                             parse_target, read_targets_csv)
+                             parse_target, read_targets_csv, with_training_bars)
 
 
 def test_exact_values_get_default_tolerances():
@@ -37,6 +39,17 @@ def test_hit_test_uses_the_tolerance_interval():
     # maximize: hit when the verified value confirms the prediction within tolerance
     m = parse_target("maximize:k_xx", tol_k=0.15)
     assert m.hit({"k_xx": 2.2}, {"k_xx": 2.0}) and not m.hit({"k_xx": 1.5}, {"k_xx": 2.0})
+
+
+def test_maximize_and_minimize_hit_means_beating_the_training_set():
+    y = np.array([[0.5, 0.0], [0.6, 1.5], [0.7, 3.0]])  # (N, P): porosity, k_xx
+    t = with_training_bars(parse_target("maximize:k_xx,porosity=0.5:0.8"), y, ["porosity", "k_xx"])
+    assert t.optimizes and t.condition("k_xx").low == 3.0 and t.condition("porosity").kind == "range"
+    assert t.hit({"k_xx": 3.1, "porosity": 0.6}, {"k_xx": 9.0})  # above the best sample, whatever was predicted
+    assert not t.hit({"k_xx": 2.9, "porosity": 0.6}, {"k_xx": 2.9})  # confirmed but not better than training
+    m = with_training_bars(parse_target("minimize:k_xx"), y, ["porosity", "k_xx"])
+    assert m.condition("k_xx").high == 0.0 and not m.hit({"k_xx": 0.0}) and m.hit({"k_xx": -1e-9})
+    assert not parse_target("k_xx=1").optimizes
 
 
 def test_physical_units_convert_with_voxel_size():
@@ -83,3 +96,23 @@ def test_csv_batches_by_spec_or_by_property_columns(tmp_path):
     d.write_text("spec\nporosity=0.4\nk_xx=oops\n")
     with pytest.raises(TargetError, match=r"d.csv, row 3"):
         read_targets_csv(d)
+
+
+def test_shipped_2d_design_config_loads():
+    from pathlib import Path
+
+    from inverse.config import load_design_config
+
+    cfg = load_design_config(Path(__file__).resolve().parents[2] / "configs" / "inverse_2d.yaml")
+    assert cfg.morphology_band == [0.75, 1.33] and cfg.max_island == 0 and cfg.property_model == "solver"
+    with pytest.raises(ValueError, match="morphology_band"):
+        load_design_config(None, morphology_band=[1.2, 1.5])
+
+
+def test_free_porosity_goal_stays_in_the_given_range():
+    from inverse.delivered import porosity_goal
+
+    prob = np.full((4, 4), 0.5)
+    t = parse_target("maximize:k_xx")
+    assert porosity_goal("target", t, {"porosity": 0.9}, prob, (0.4, 0.74)) == 0.74
+    assert porosity_goal("target", t, {"porosity": 0.9}, prob) == 0.9

@@ -48,7 +48,40 @@ def test_load_yaml_with_overrides(tmp_path):
     assert parse_override("dataset_size=null") == ("dataset_size", None)
 
 
-@pytest.mark.parametrize("name", ["pvae_smoke.yaml", "pvae_demo.yaml"])
+@pytest.mark.parametrize("name", ["pvae_smoke.yaml", "pvae_demo.yaml", "pvae_2d.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.epochs >= 1
+
+
+def _dataset_2d(root):
+    import pandas as pd
+
+    from data_pipeline.io import write_properties, write_yaml
+
+    root.mkdir()
+    write_yaml(root / "dataset.yaml", {"dims": 2, "shape": [24, 24], "pore": "uint8"})
+    write_properties(root, pd.DataFrame({"sample_id": ["a", "b"], "porosity": [0.5, 0.6], "k_xx": [0.1, 0.0],
+                                         "k_yy": [0.2, 0.3], "k_xy": [0.0, 0.0], "status": ["ok", "ok"]}))
+    return root
+
+
+def test_train_config_takes_dims_size_and_properties_from_the_dataset(tmp_path):
+    from models.config import fit_to_dataset, load_config_for_dataset
+
+    ds = _dataset_2d(tmp_path / "ds")
+    cfg = load_config_for_dataset(ROOT / "configs" / "pvae_2d.yaml", ds)
+    assert (cfg.dims, cfg.input_size, cfg.properties) == (2, 24, ["porosity", "k_xx", "k_yy"])
+    assert cfg.select_metric == "val_score"
+    # a value the config fixes is kept when it agrees, and named with the file when it does not
+    data, taken = fit_to_dataset({"properties": ["porosity", "k_xx"]}, ds)
+    assert data["properties"] == ["porosity", "k_xx"] and set(taken) == {"dims", "input_size"}
+    with pytest.raises(ValueError, match=r"cfg.yaml: properties .* name column\(s\) \['k_zz'\] .*2D"):
+        fit_to_dataset({"properties": ["porosity", "k_zz"]}, ds, "cfg.yaml")
+    with pytest.raises(ValueError, match=r"cfg.yaml: dims = 3 but .*dataset.yaml has dims 2"):
+        fit_to_dataset({"dims": 3}, ds, "cfg.yaml")
+
+
+def test_select_metric_is_checked():
+    with pytest.raises(ValueError, match="select_metric"):
+        PVAEConfig(select_metric="train_loss")
