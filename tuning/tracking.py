@@ -298,7 +298,9 @@ class MLflowTrialCallback(tune.Callback):
         if result.get("completed"):
             tags.append(RunTag("last_checkpoint", checkpoint_uri(checkpoint)))
         if tags:
-            self._log_async(trial, run_id, tags=tags)
+            # synchronously: promote selects trials by these tags, and a queued write still pending
+            # when the driver exits was seen lost (promote then registered the other trial)
+            self.client.log_batch(run_id, tags=tags)
         if result.get("completed"):
             if self.log_figures:
                 with checkpoint.as_directory() as d:
@@ -332,6 +334,9 @@ class MLflowTrialCallback(tune.Callback):
     def on_experiment_end(self, trials, **info):
         for tid in list(self._ready):
             self._write(tid)
+        for tid in list(self._pending):  # queued asynchronous writes finish before the driver moves on
+            for ops in self._pending.pop(tid, []):
+                ops.wait()
 
 
 def _step(result: dict) -> int:
