@@ -312,6 +312,10 @@ class MLflowTrialCallback(tune.Callback):
         run_id = self.run_id(trial)
         result = trial.last_result or {}
         self._end(trial)
+        final = getattr(trial, "checkpoint", None)
+        if final is not None and result.get("completed"):
+            # the final checkpoint's tag whatever the order Tune called back in (promote selects by it)
+            self.client.set_tag(run_id, "last_checkpoint", checkpoint_uri(final))
         if not result.get("completed"):
             self.client.set_tag(run_id, "stopped_by_scheduler", "true")
         self.client.set_terminated(run_id, status="FINISHED")
