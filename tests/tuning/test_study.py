@@ -144,7 +144,7 @@ def test_promote_registers_version_1_with_alias_champion_loadable_elsewhere(stud
     script = ("import mlflow, numpy as np; mlflow.set_tracking_uri(%r); "
               "m = mlflow.pyfunc.load_model('models:/pvae@champion'); "
               "m.predict(np.load('x.npy')).to_csv('pred.csv', index=False)" % uri)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -250,7 +250,9 @@ def test_study_against_an_mlflow_tracking_server_over_http(tiny_dataset, tmp_pat
     assert handle.tracking_uri == mlflow_server
     assert not (tmp_path / "tune" / "mlflow.db").exists()  # nothing went to the embedded store
 
-    c = MlflowClient(mlflow_server)  # the REST client
+    # the REST client; registry named too: an earlier promote in this process set MLflow's global
+    # registry URI to its own store, and a client without one reads that registry instead
+    c = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     runs = c.search_runs([handle.experiment_id], f"tags.`mlflow.parentRunId` = '{handle.parent_run_id}'")
     assert len(runs) == 2
     for run in runs:
@@ -267,7 +269,7 @@ def test_study_against_an_mlflow_tracking_server_over_http(tiny_dataset, tmp_pat
 
     # promotion, the registry alias and models:/pvae@champion through the server, each in a fresh
     # process as a cluster user runs them (issue 15, item 7)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     repo_env = {**env, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": mlflow_server}
     had_mlruns = (ROOT / "mlruns").exists()
     out = subprocess.run([sys.executable, "-m", "tuning", "promote", "--study", handle.experiment_path],
@@ -275,7 +277,8 @@ def test_study_against_an_mlflow_tracking_server_over_http(tiny_dataset, tmp_pat
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     best = min(runs, key=lambda r: r.data.metrics["best_val_loss"])
     v1 = c.get_model_version_by_alias("pvae", "champion")
-    assert (str(v1.version), v1.run_id) == ("1", best.info.run_id)
+    assert (str(v1.version), v1.run_id) == ("1", best.info.run_id), out.stdout[-1500:]
+    assert v1.tags["source_run_id"] == best.info.run_id
     assert had_mlruns or not (ROOT / "mlruns").exists()  # nothing went to a local file store
     # a second promotion (the other trial, by run id) moves the alias to version 2
     other = next(r for r in runs if r.info.run_id != best.info.run_id)
