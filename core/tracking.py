@@ -10,6 +10,7 @@ environment variable. mlflow is imported only when a client is made.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 #: Where the embedded store lives when nothing else is said (relative to the working directory,
@@ -47,6 +48,35 @@ def client(tracking_uri: str):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextmanager
+def using_store(tracking_uri: str):
+    """Point MLflow's fluent API (``mlflow.pyfunc.log_model``, ``models:/`` downloads) at one store for
+    the duration of a block, tracking AND registry, then restore what was set before.
+
+    ``mlflow.set_registry_uri`` is process-wide and also exports ``MLFLOW_REGISTRY_URI`` to every
+    child process started later; left set, a long-lived process that promotes into one store would
+    read registered models of another store from the first one.
+    """
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    saved = {"tracking": tracking_utils._tracking_uri, "registry": registry_utils._registry_uri,
+             "env": {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved["tracking"])  # None: back to MLflow's default resolution
+        registry_utils._registry_uri = saved["registry"]
+        for k, v in saved["env"].items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def get_or_create_experiment(tracking_uri: str, name: str) -> str:

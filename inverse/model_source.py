@@ -55,15 +55,16 @@ def checkpoint_folder(ref: str, tracking_uri: str | None = None, cache_dir: str 
         return find_checkpoint(path)
     import mlflow
 
+    from core.tracking import using_store
+
     uri = resolve_tracking_uri(explicit=tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)  # models:/ URIs resolve in this store's registry
     dst = None
     if cache_dir is not None:
         dst = Path(cache_dir)
         dst.mkdir(parents=True, exist_ok=True)
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(dst) if dst else None)
+        with using_store(uri):  # models:/ URIs resolve in this store's registry
+            local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=str(dst) if dst else None)
     except Exception as exc:  # MlflowException, OSError, ...: all mean "this reference is unusable"
         raise ModelSourceError(f"model {ref!r} (tracking URI {uri}): cannot download its artifacts: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None

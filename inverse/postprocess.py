@@ -23,17 +23,14 @@ from scipy import ndimage
 
 
 def porosity_threshold(prob: np.ndarray, phi: float) -> float:
-    """Threshold t such that the fraction of voxels with prob > t is (as close as possible to) phi."""
-    phi = float(np.clip(phi, 0.0, 1.0))
-    flat = np.sort(np.asarray(prob, dtype=np.float64).ravel())
-    n = flat.size
-    n_pore = int(round(phi * n))
-    if n_pore <= 0:
-        return float(flat[-1])
-    if n_pore >= n:
-        return float(np.nextafter(flat[0], -np.inf))
-    # the n_pore largest values are pore: threshold midway below the smallest of them
-    return float(0.5 * (flat[n - n_pore - 1] + flat[n - n_pore]))
+    """Threshold t such that the fraction of voxels with prob > t is (as close as possible to) phi
+    (the evaluation's rule, :func:`models.evaluate.porosity_thresholds`, on one structure)."""
+    import torch
+
+    from models.evaluate import porosity_thresholds
+
+    p = torch.as_tensor(np.asarray(prob, dtype=np.float64))[None]  # (1, *shape)
+    return float(porosity_thresholds(p, float(np.clip(phi, 0.0, 1.0)))[0])
 
 
 def binarize(prob: np.ndarray, rule: str = "target", phi: float | None = None,

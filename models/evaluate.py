@@ -93,19 +93,32 @@ def code_porosity(norm: Normalizer, names: list[str]):
     return porosity_of
 
 
-def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
-    """Binarize each structure of (n, *shape) pore probabilities at a porosity of its own.
-
-    Row i keeps its round(porosity_i * V) most probable voxels as pore (ties at the threshold may
-    add a few voxels); ``porosity`` is a float or (n,) values in [0, 1]. Returns bool, same shape."""
-    flat = prob.reshape(len(prob), -1).float()  # (n, V)
-    phi = torch.as_tensor(porosity, dtype=torch.float32).clamp(0, 1).expand(len(flat))  # (n,)
-    n_pore = torch.round(phi * flat.shape[1]).long()  # (n,)
+def porosity_thresholds(prob: torch.Tensor, porosity) -> torch.Tensor:
+    """Per structure of (n, *shape) pore probabilities, the threshold t with ``prob > t`` on (as
+    close as possible to) round(porosity_i * V) voxels: midway between the last voxel kept and the
+    first one left (ties at it fall on one side together). ``porosity``: a float or (n,) values in
+    [0, 1]. Returns (n,) thresholds in the dtype of ``prob`` (float32 at least). The one porosity
+    rule of the project: evaluation, figures and inverse design's candidates all binarize with it."""
+    flat = prob.reshape(len(prob), -1)
+    flat = flat if flat.is_floating_point() and flat.dtype != torch.float16 else flat.float()  # (n, V)
+    n_vox = flat.shape[1]
+    phi = torch.as_tensor(porosity, dtype=torch.float64).clamp(0, 1).expand(len(flat))  # (n,)
+    n_pore = torch.round(phi * n_vox).long()  # (n,)
     ranked = flat.sort(1, descending=True).values  # (n, V)
-    thr = ranked.gather(1, (n_pore - 1).clamp(min=0).unsqueeze(1))  # (n, 1): smallest pore probability kept
-    out = flat >= thr
-    out[n_pore == 0] = False
-    return out.reshape(prob.shape)
+    last_in = ranked.gather(1, (n_pore - 1).clamp(0, n_vox - 1).unsqueeze(1))[:, 0]  # smallest kept
+    first_out = ranked.gather(1, n_pore.clamp(0, n_vox - 1).unsqueeze(1))[:, 0]  # largest left out
+    thr = 0.5 * (last_in + first_out)
+    thr = torch.where(n_pore <= 0, ranked[:, 0], thr)  # nothing is pore: prob > max is empty
+    below = torch.nextafter(ranked[:, -1], torch.full_like(ranked[:, -1], -float("inf")))
+    return torch.where(n_pore >= n_vox, below, thr)  # everything is pore
+
+
+def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
+    """Binarize each structure of (n, *shape) pore probabilities at a porosity of its own
+    (:func:`porosity_thresholds`); ``porosity`` is a float or (n,) values. Returns bool, same shape."""
+    thr = porosity_thresholds(prob, porosity)  # (n,)
+    flat = prob.reshape(len(prob), -1).to(thr.dtype)  # (n, V)
+    return (flat > thr[:, None]).reshape(prob.shape)
 
 
 def binarize_expected(prob: torch.Tensor) -> torch.Tensor:

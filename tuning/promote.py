@@ -90,11 +90,7 @@ def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "ch
     Returns a dict with name, version, alias, model_uri, run_id, checkpoint, max_abs_diff (the largest
     difference between the registered model and the checkpoint on seeded test volumes).
     """
-    import mlflow
-    import numpy as np
 
-    from models.checkpoint import load_model
-    from tuning.pyfunc import signature
 
     c = tracking.client(tracking_uri)
     run = c.get_run(run_id)
@@ -102,8 +98,17 @@ def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "ch
     if not uri:
         raise ValueError(f"MLflow run {run_id} has no checkpoint tag (best_checkpoint); is it a trial of a study?")
     check_promotable(run.data.tags.get("model", "pvae"), uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    with tracking.using_store(tracking_uri):
+        return _log_and_register(c, run, run_id, uri, name, alias, check)
+
+
+def _log_and_register(c, run, run_id: str, uri: str, name: str, alias: str, check: bool) -> dict:
+    import mlflow
+    import numpy as np
+
+    from models.checkpoint import load_model
+    from tuning.pyfunc import signature
+
     # MLflow 3 files a logged model under the active experiment: the trial's, not Default (./mlruns)
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
     with tempfile.TemporaryDirectory() as tmp:

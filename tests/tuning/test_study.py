@@ -131,8 +131,11 @@ def test_promote_registers_version_1_with_alias_champion_loadable_elsewhere(stud
     uri = store[1]
     best = best_trial_run(uri, study.experiment_id, study.parent_run_id, "val_loss", "min")
     assert best.data.metrics["best_val_loss"] == pytest.approx(study.summary["best_val_loss"].min())
+    env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     result = promote(uri, best.info.run_id)
     assert result["version"] == "1" and result["max_abs_diff"] < 1e-5
+    # promote points MLflow at this store only while it works: nothing leaks to later calls or children
+    assert {k: os.environ.get(k) for k in env_before} == env_before
     c = MlflowClient(uri)
     assert str(c.get_model_version_by_alias("pvae", "champion").version) == "1"
 
