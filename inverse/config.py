@@ -91,6 +91,13 @@ class DesignConfig(FlatConfig):
         max (min) condition's verified value is above (below) the best training sample's label,
         and ss_ratio_train is in the band (results.csv: ``morph_ok``); morphology_weight 0 turns
         the penalty off (the band still decides the hit).
+    Targets naming a reference sample (``ref=<sample_id>``)
+        match_reference (default true): the design is asked to look like that sample, not only to
+        have its numbers: the decoder-aware objectives add the same penalty on the specific
+        surface of the delivered structure over the reference's (``ss_ratio_ref``) outside
+        ``reference_band`` (default 0.8-1.25, the generative-fidelity criterion of
+        ``looks_like_ref``). HIT stays the property conditions; results.csv reports
+        ``ss_ratio_ref``, ``s2_distance_ref`` and ``looks_like_ref`` beside it.
     Output
         out: output folder; mlflow: log the run; experiment: MLflow experiment name; figures.
     """
@@ -136,6 +143,8 @@ class DesignConfig(FlatConfig):
     solver: dict = field(default_factory=dict)
     morphology_band: list[float] = field(default_factory=lambda: [0.75, 1.33])
     morphology_weight: float = 100.0
+    match_reference: bool = True
+    reference_band: list[float] = field(default_factory=lambda: [0.8, 1.25])
     # output
     out: str = "runs/inverse"
     mlflow: bool = True
@@ -184,9 +193,10 @@ class DesignConfig(FlatConfig):
         if not 0 < self.fixed_threshold < 1:
             check.bad("fixed_threshold", "must be in (0, 1)")
         check.at_least(("n_candidates",), 1)
-        band = self.morphology_band
-        if not (isinstance(band, (list, tuple)) and len(band) == 2 and 0 < float(band[0]) < 1 < float(band[1])):
-            check.bad("morphology_band", "must be [low, high] with 0 < low < 1 < high (specific-surface ratio)")
+        for name in ("morphology_band", "reference_band"):
+            band = getattr(self, name)
+            if not (isinstance(band, (list, tuple)) and len(band) == 2 and 0 < float(band[0]) < 1 < float(band[1])):
+                check.bad(name, "must be [low, high] with 0 < low < 1 < high (specific-surface ratio)")
         check.at_least(("morphology_weight",), 0)
         for name in ("solver", "search_solver"):
             if not isinstance(getattr(self, name), dict):

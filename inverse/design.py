@@ -345,8 +345,12 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
         aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
                                cfg.manifold_weight_for(cfg.property_model), surrogate,
                                {**cfg.solver, **cfg.search_solver})
-        if target.optimizes and morph_ref is not None and cfg.morphology_weight > 0:
-            aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
+        if morph_ref is not None and cfg.morphology_weight > 0:
+            if target.optimizes:  # held to the material: specific surface against the training median
+                aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
+            elif target.reference and cfg.match_reference:  # held to the sample the target names
+                aware.set_morphology(morph_ref.ss_ratio_to(target.reference), tuple(cfg.reference_band),
+                                     cfg.morphology_weight)
     t_dec = time.perf_counter()
     for method in cfg.methods:
         res, obj = search_step(cfg, method, objective, aware, bundle.y_train)

@@ -60,12 +60,19 @@ class MorphologyReference:
 
     def ss_ratio(self, im: np.ndarray) -> float:
         """Specific surface of ``im`` over :meth:`ss_median` at its porosity (``ss_ratio_train``;
-        cheap: no S2); nan when the reference median is 0."""
-        from data_pipeline.descriptors import specific_surface
-
+        cheap: no S2); nan when the reference median is 0. Same estimator as the median
+        (:func:`data_pipeline.morphology.surface_from_faces`)."""
         im = np.asarray(im, dtype=bool)
         ss_ref = self.ss_median(float(im.mean()))
-        return specific_surface(im) / ss_ref if ss_ref > 0 else float("nan")
+        return mo.surface_from_faces(im) / ss_ref if ss_ref > 0 else float("nan")
+
+    def ss_ratio_to(self, sample_id: str):
+        """A function ``im -> specific surface of im / that of sample_id`` (``ss_ratio_ref``; same
+        estimator), for holding a design to the morphology of the sample its target names."""
+        ss_ref = self.sample(sample_id)[1]["specific_surface"]
+        if not ss_ref > 0:
+            raise ValueError(f"reference sample {sample_id!r} has no pore-solid surface; it cannot set a morphology")
+        return lambda im: mo.surface_from_faces(np.asarray(im, dtype=bool)) / ss_ref
 
     def columns(self, im: np.ndarray, reference: str | None = None) -> dict:
         """The morphology columns of one delivered structure (see module doc)."""

@@ -220,7 +220,9 @@ def parse_target(spec: str, target_id: str = "t0", tol_porosity: float = 0.02, t
     """Parse ``"porosity=0.6,k_xx=1.2"`` (items joined by commas or semicolons) into a Target.
 
     An item ``ref=<sample_id>`` names a sample of the model's dataset as the reference structure:
-    the candidates' morphology is then compared with it (results.csv, figures), it sets no condition.
+    the candidates' morphology is compared with it (results.csv, figures) and, with
+    DesignConfig.match_reference, the search holds designs to its specific surface (a penalty, not a
+    property condition: HIT reads the property conditions only).
     """
     items = [s.strip() for s in re.split(r"[,;]", spec) if s.strip()]
     refs = [s.split("=", 1)[1].strip() for s in items if s.lower().startswith("ref=")]

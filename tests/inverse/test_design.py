@@ -369,3 +369,27 @@ def test_clear_errors_for_surrogate_settings(trained, surrogate, tmp_path, capsy
     from models.surrogate import load_surrogate
     with pytest.raises(ValueError, match=r"does not predict \['k_xy'\]"):
         check_surrogate(load_surrogate(surrogate), load_bundle(str(trained["ckpt"])).cfg, "s", ["porosity", "k_xy"])
+
+
+def test_reference_target_holds_designs_to_the_reference_morphology(trained, tmp_path):
+    """ref=<sample> with match_reference: the decoder-aware objective adds the specific-surface
+    penalty against that sample, and the ranking objective in results.csv carries it."""
+    from inverse.design import design
+
+    ids, y = held_out(trained["data"])
+    spec = f"porosity={y[0, 0]:.4f},k_xx={y[0, 1]:.5g},ref={ids[0]}"
+    runs = {}
+    for match in (True, False):
+        cfg = design_cfg(trained, tmp_path / str(match), targets=[spec], methods=["random"], n_calls=6,
+                         property_model="solver", search_solver={"tol": 1e-3}, manifold_weight=0.0,
+                         match_reference=match, morphology_weight=100.0)
+        design(cfg, log=lambda *a: None)
+        runs[match] = pd.read_csv(tmp_path / str(match) / "results.csv")
+    on, off = runs[True], runs[False]
+    assert {"ss_ratio_ref", "s2_distance_ref", "looks_like_ref"} <= set(on.columns)
+    lo, hi = 0.8, 1.25
+    lr = np.log(on["ss_ratio_ref"].to_numpy())
+    d = np.maximum(np.log(lo) - lr, 0) + np.maximum(lr - np.log(hi), 0)
+    # objective = target distance (manifold weight 0) + the reference-morphology penalty
+    assert np.allclose(on["objective"] - on["distance"], 100.0 * (d / np.log(hi)) ** 2, rtol=1e-6, atol=1e-9)
+    assert np.allclose(off["objective"], off["distance"])  # match_reference false: no penalty
