@@ -5,8 +5,9 @@ Each image is a periodic Gaussian-blob medium (``data_pipeline.synth.blobs``, po
 ``--porosity``, blobiness 1-2) rendered as an 8-bit grey image the way a micrograph shows it:
 pore dark (grey ~70), solid bright (~180), a per-image brightness offset (+-15 grey levels),
 blurred (Gaussian, sigma 0.7 px) and with Gaussian noise (sigma 10). So the images are NOT binary:
-the import needs ``--otsu`` (per image) or ``--threshold T`` (one shared threshold; 125 suits
-the defaults) with the default ``--pore dark``. Seeded: the same arguments give the same files.
+the import needs ``--otsu`` (per image: right for these images, whose offsets differ),
+``--otsu-shared`` (one Otsu threshold of all images' pooled grey values, 121 here) or
+``--threshold T`` (a given threshold; 125 suits the defaults) with the default ``--pore dark``. Seeded: the same arguments give the same files.
 
     python bench/make_2d_images.py --out runs/img2d/tif            # 120 images of 64x64
     python bench/make_2d_images.py --out /tmp/x --n 24 --size 32   # the integration test's set

@@ -9,8 +9,11 @@ Sources (``--kind``):
 - ``images2d``: 2D .tif images, one 2D sample each (folders are expanded to their files).
 
 Binary images: nonzero = pore (``--pore-value V``: voxels equal to V are pore). Grayscale images
-need ``--threshold T`` or ``--otsu`` (Otsu per sample); then pore = value <= T (``--pore dark``,
-the default, as in CT) or > T (``--pore bright``); dataset.yaml states which.
+need ``--threshold T`` (one given threshold), ``--otsu`` (Otsu per sample) or ``--otsu-shared``
+(one Otsu threshold of the pooled grey-value histogram of all samples: images of one instrument
+setting keep one grey-to-phase rule, and a sample that is mostly one phase is not split at its own
+noise); then pore = value <= T (``--pore dark``, the default, as in CT) or > T (``--pore bright``);
+dataset.yaml states which, with the threshold(s).
 
 A property CSV (``--properties FILE``) is mapped onto ``sample_id, porosity, k_xx, k_yy, k_zz``
 (``--map case=sample_id --map n_F=porosity ...`` or ``--map-file`` YAML, e.g.
@@ -102,7 +105,7 @@ def binarize(arr: np.ndarray, path, threshold: float | None = None, otsu: bool =
     if threshold is None and not otsu:
         if values.size > 2:
             raise DataError(f"{path}: not binary ({values.size} distinct values, range {values.min()}-{values.max()}); "
-                            "give --threshold T or --otsu")
+                            "give --threshold T, --otsu or --otsu-shared")
         if pore_value is not None:
             return arr == pore_value, {"method": "binary", "pore_value": int(pore_value)}
         return arr != 0, {"method": "binary", "pore": "nonzero"}
@@ -119,6 +122,32 @@ def binarize(arr: np.ndarray, path, threshold: float | None = None, otsu: bool =
     im = arr <= t if pore == "dark" else arr > t
     return im, {"method": "otsu" if otsu else "threshold", "threshold": t,
                 "pore": "value <= threshold" if pore == "dark" else "value > threshold"}
+
+
+def grey_histogram(arr: np.ndarray, path) -> tuple[np.ndarray, np.ndarray]:
+    """(values, counts) of one sample's grey values, for a pooled histogram; a non-finite value
+    (NaN, inf) is an error naming the file."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise DataError(f"{path}: {int((~np.isfinite(arr)).sum())} non-finite grey value(s) (NaN or inf); "
+                        "a threshold cannot place them")
+    if arr.dtype.kind not in "uifb":
+        raise DataError(f"{path}: grey values of type {arr.dtype} are not numbers")
+    return np.unique(arr, return_counts=True)
+
+
+def shared_otsu(hists: list[tuple[np.ndarray, np.ndarray]], paths: list) -> float:
+    """One Otsu threshold of the pooled grey-value histogram of all samples (skimage's
+    ``threshold_otsu`` on (counts, values): for one integer image it is that image's own Otsu
+    threshold). Raises DataError when all samples together hold a single grey value."""
+    from skimage.filters import threshold_otsu
+
+    values, inverse = np.unique(np.concatenate([v for v, _ in hists]), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate([c for _, c in hists]).astype(np.float64))
+    if values.size < 2:
+        where = f"{paths[0]}" if len(paths) == 1 else f"{paths[0]} ... {paths[-1]} ({len(paths)} files)"
+        raise DataError(f"{where}: a single grey value ({values[0]}) in all images: Otsu needs two phases")
+    return float(threshold_otsu(hist=(counts, values.astype(np.float64))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,13 +339,14 @@ def match_ids(props: pd.DataFrame, volume_ids: list[str], source: str, allow_mis
 # the import
 # ---------------------------------------------------------------------------------------------
 def import_volumes(kind: str, sources: list, out: str | os.PathLike, *, threshold: float | None = None,
-                   otsu: bool = False, pore: str = "dark", pore_value: int | None = None,
-                   properties: str | os.PathLike | None = None, mapping: dict[str, str] | None = None,
+                   otsu: bool = False, otsu_shared: bool = False, pore: str = "dark",
+                   pore_value: int | None = None, properties: str | os.PathLike | None = None, mapping: dict[str, str] | None = None,
                    allow_missing: bool = False, voxel_size: float | None = None, force: bool = False) -> Path:
     """Import volumes (and optionally a property table) into a new dataset folder ``out``.
 
-    All volumes must share one shape. See the module docstring for ``kind`` and binarization.
-    Returns the dataset folder; nothing is written at ``out`` unless every input is valid.
+    All volumes must share one shape. See the module docstring for ``kind`` and binarization
+    (``threshold``, ``otsu`` per sample, ``otsu_shared``: one Otsu threshold over all samples, at
+    most one of the three). Returns the dataset folder; nothing is written at ``out`` unless every input is valid.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -328,8 +358,12 @@ def import_volumes(kind: str, sources: list, out: str | os.PathLike, *, threshol
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        shape, first_path, methods = None, None, []
-        for sid, path, reader in items:
+        if otsu_shared and (otsu or threshold is not None):
+            raise DataError("--otsu-shared excludes --otsu and --threshold: give one binarization rule")
+        shape, first_path = None, None
+
+        def read(sid, path, reader):
+            nonlocal shape, first_path
             arr = reader(path)
             if arr.ndim != want_dims:
                 hint = {2: "use --kind images2d", 3: "use --kind stack or slices"}[arr.ndim] if arr.ndim in (2, 3) else ""
@@ -340,13 +374,23 @@ def import_volumes(kind: str, sources: list, out: str | os.PathLike, *, threshol
             elif arr.shape != shape:
                 raise DataError(f"{path}: shape {arr.shape} differs from {first_path} {shape}; "
                                 "a dataset holds volumes of one shape")
-            im, how = binarize(arr, path, threshold, otsu, pore, pore_value)
+            return arr
+
+        if otsu_shared:  # first pass: the pooled histogram (values and counts, not the volumes, are kept)
+            threshold = shared_otsu([grey_histogram(read(*item), item[1]) for item in items],
+                                    [path for _, path, _ in items])
+        methods = []
+        for sid, path, reader in items:
+            im, how = binarize(read(sid, path, reader), path, threshold, otsu, pore, pore_value)
             methods.append(how)
             write_volume(volume_path(tmp, sid), im)
         binarization = methods[0] if all(m.get("method") == methods[0].get("method") for m in methods) else None
         if methods and methods[0]["method"] == "otsu":
             binarization = {"method": "otsu (per sample)", "pore": methods[0]["pore"],
                             "thresholds": {sid: m["threshold"] for (sid, _, _), m in zip(items, methods)}}
+        elif otsu_shared:
+            binarization = {"method": "otsu (shared)", "threshold": threshold, "pore": methods[0]["pore"],
+                            "pooled_samples": len(items)}
         meta = {"dims": want_dims, "shape": list(shape), "voxel_size": voxel_size,
                 "pore": "uint8 TIFF, 1 = pore, 0 = solid; 3D as (Z, Y, X) pages",
                 "source": {"kind": f"imported {kind}", "paths": [str(s) for s in sources]},
@@ -440,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--threshold", type=float, help="grey-value threshold for grayscale images")
     g.add_argument("--otsu", action="store_true", help="Otsu threshold per sample (skimage)")
+    g.add_argument("--otsu-shared", action="store_true",
+                   help="one Otsu threshold of the pooled grey-value histogram of all samples")
     p.add_argument("--pore", choices=("dark", "bright"), default="dark",
                    help="with a threshold: pore = value <= T (dark, default) or > T (bright)")
     p.add_argument("--pore-value", type=int, help="binary images: voxels equal to this are pore (default nonzero)")
@@ -462,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             out = import_properties(args.out, args.properties, mapping, args.allow_missing)
         else:
             out = import_volumes(args.kind, args.sources, args.out, threshold=args.threshold, otsu=args.otsu,
-                                 pore=args.pore, pore_value=args.pore_value, properties=args.properties,
+                                 otsu_shared=args.otsu_shared, pore=args.pore, pore_value=args.pore_value, properties=args.properties,
                                  mapping=mapping, allow_missing=args.allow_missing,
                                  voxel_size=args.voxel_size, force=args.force)
     except DataError as exc:

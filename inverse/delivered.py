@@ -278,8 +278,9 @@ class DeliveredObjective(Objective):
         median at their porosity) lies outside ``band``: ``weight * (d / ln(band[1]))^2`` with d the
         distance of ln(ratio) outside [ln band[0], ln band[1]] (a ratio 10% beyond an edge of
         0.75-1.33 costs ~0.12 weight: at the default weight 100, more than any permeability gain). Added to every counted evaluation (``evaluate`` / ``values``:
-        the recorded objective that ranks candidates), not to the acquisition's property draws
-        (``objective_of``), which would have to decode thousands of structures per step."""
+        the recorded objective that ranks candidates). The composite BO's acquisition sees it through a
+        Gaussian process on ln(ratio) of the evaluated structures (:meth:`morphology_log_ratios`,
+        :meth:`morphology_penalty_of`): decoding its thousands of candidates per step would not do."""
         lo, hi = (float(b) for b in band)
         if not 0 < lo < 1 < hi:
             raise ValueError(f"morphology band must satisfy 0 < low < 1 < high, got {band}")
@@ -297,17 +298,34 @@ class DeliveredObjective(Objective):
             self._ratio_cache[keys[i]] = float(self._morph[0](d.im))
         return np.array([self._ratio_cache[k] for k in keys])
 
+    @property
+    def has_morphology(self) -> bool:
+        """A morphology penalty is set (:meth:`set_morphology`)."""
+        return self._morph is not None
+
+    def morphology_log_ratios(self, z: np.ndarray) -> np.ndarray:
+        """(B,) ln of the specific-surface ratio of the delivered structures of z, a structure without
+        surface (ratio 0 or nan) at ln 1e-3: far outside any band. What the composite BO models with a
+        Gaussian process of its own (:func:`inverse.search.run_bo_composite`)."""
+        r = self.morphology_ratios(z)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(np.where(np.isfinite(r) & (r > 0), r, 1e-3))
+
+    def morphology_penalty_of(self, log_ratio: np.ndarray) -> np.ndarray:
+        """The penalty of given ln specific-surface ratios (any shape; 0 without set_morphology)."""
+        lr = np.asarray(log_ratio, dtype=np.float64)
+        if self._morph is None:
+            return np.zeros_like(lr)
+        _, lo, hi, w = self._morph
+        d = np.maximum(np.log(lo) - lr, 0.0) + np.maximum(lr - np.log(hi), 0.0)
+        return w * (d / np.log(hi)) ** 2
+
     def morphology_penalty(self, z: np.ndarray) -> np.ndarray:
         """(B,) the morphology penalty of latents z (0 inside the band or without set_morphology)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         if self._morph is None:
             return np.zeros(len(z))
-        _, lo, hi, w = self._morph
-        r = self.morphology_ratios(z)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lr = np.log(np.where(np.isfinite(r) & (r > 0), r, 1e-3))  # no surface at all: far outside
-        d = np.maximum(np.log(lo) - lr, 0.0) + np.maximum(lr - np.log(hi), 0.0)
-        return w * (d / np.log(hi)) ** 2
+        return self.morphology_penalty_of(self.morphology_log_ratios(z))
 
     @torch.no_grad()
     def evaluate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

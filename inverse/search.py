@@ -113,6 +113,13 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     the properties' posteriors at ``n_points`` candidates (half uniform in the box, half around the
     five best points so far). Astudillo & Frazier, "Bayesian optimization of composite
     functions", ICML 2019. x0 = seeds, then ``n_initial - len(seeds)`` uniform points.
+
+    A morphology penalty of the objective (a maximize / minimize target held to the material's
+    specific surface, :meth:`inverse.delivered.DeliveredObjective.set_morphology`) is one more
+    known function of a smooth quantity of z: ln of the delivered structure's specific-surface
+    ratio gets its own GP and each joint draw adds ``objective.morphology_penalty_of`` of its
+    ln-ratio draw, so the acquisition sees the penalty that the recorded objective holds (without
+    it, EI of a maximize target chases k into structures the penalty then rejects).
     """
     from sklearn.exceptions import ConvergenceWarning
     from skopt.utils import cook_estimator
@@ -120,13 +127,14 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     space = objective.space
     rng = np.random.default_rng(seed)
     cols = objective.target_columns
+    morph = bool(getattr(objective, "has_morphology", False))  # a GP on ln(specific-surface ratio) too
     lo, width = space.lo, space.hi - space.lo
     t0 = time.perf_counter()
     z0 = np.concatenate([seeds.reshape(-1, space.dim),
                          lo + rng.random((max(0, n_initial - len(seeds)), space.dim)) * width])[:n_calls]
     f0, p0 = objective.evaluate(z0)  # (n0,), (n0, P)
     zs, fs, ps = list(z0), list(f0), list(p0)
-    eps = rng.standard_normal((n_samples, n_points, len(cols)))  # common random numbers for every step
+    eps = rng.standard_normal((n_samples, n_points, len(cols) + morph))  # common random numbers for every step
     while len(fs) < n_calls:
         u = (np.array(zs) - lo) / width  # (n, L) in [0, 1]
         best = int(np.argmin(fs))
@@ -137,16 +145,24 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
         cand = np.clip(cand, 0.0, 1.0)  # (C, L)
         y = np.array(ps)  # (n, P) normalized properties seen so far
         draws = np.zeros((n_samples, n_points, y.shape[1]))  # (S, C, P): only the targeted columns are read
-        for k, j in enumerate(cols):
+        series = [(k, y[:, j]) for k, j in enumerate(cols)]
+        if morph:  # ln ratio of every evaluated structure (cached by the objective: no new decode)
+            series.append((len(cols), objective.morphology_log_ratios(np.array(zs))))
+        for k, obs in series:
             gp = cook_estimator("GP", space=[(0.0, 1.0)] * space.dim, random_state=int(rng.integers(2**31)))
             with warnings.catch_warnings():  # a length scale at its bound = a latent dimension k ignores
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gp.fit(u, y[:, j])
+                gp.fit(u, obs)
             mu, sd = gp.predict(cand, return_std=True)  # (C,), (C,)
-            draws[:, :, j] = mu + sd * eps[:, :, k]
+            if k < len(cols):
+                draws[:, :, cols[k]] = mu + sd * eps[:, :, k]
+            else:
+                log_ratio = mu + sd * eps[:, :, k]  # (S, C)
         zc = lo + cand * width  # (C, L)
         f_draw = objective.objective_of(draws.reshape(-1, draws.shape[-1]), np.tile(zc, (n_samples, 1)))
         f_draw = f_draw.reshape(n_samples, n_points)  # (S, C)
+        if morph:
+            f_draw = f_draw + objective.morphology_penalty_of(log_ratio)
         ei = np.maximum(fs[best] - f_draw, 0.0).mean(axis=0)  # (C,)
         i = int(np.argmax(ei)) if ei.max() > 0 else int(np.argmin(f_draw.mean(axis=0)))
         f1, p1 = objective.evaluate(zc[i:i + 1])
@@ -154,7 +170,7 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
         fs.append(float(f1[0]))
         ps.append(p1[0])
     return SearchResult("bo", np.array(zs), np.array(fs), time.perf_counter() - t0, min(len(seeds), n_calls),
-                        {"bo": "composite"})
+                        {"bo": "composite", "acquisition_morphology": morph})
 
 
 def run_tpe(objective: Objective, n_calls: int, n_initial: int, seeds: np.ndarray, seed: int = 0) -> SearchResult:

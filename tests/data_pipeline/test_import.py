@@ -71,6 +71,45 @@ def test_2d_tif_folder_with_threshold_and_otsu(tmp_path):
     assert yaml.safe_load((out / "dataset.yaml").read_text())["binarization"]["threshold"] == 120
 
 
+def test_2d_tif_folder_with_one_shared_otsu_threshold(tmp_path, capsys):
+    """--otsu-shared: one Otsu threshold of all images' pooled grey values, the same rule for every
+    image (an image that is nearly all solid is not split at its own noise, as per-image Otsu does)."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(1)
+    src = tmp_path / "imgs"
+    src.mkdir()
+    greys = {}
+    for i, frac in enumerate((0.5, 0.4, 0.02)):  # the last image: 2% pores
+        pore = rng.random((20, 24)) < frac
+        greys[f"img{i}"] = (np.where(pore, 60, 190) + rng.integers(-25, 25, pore.shape)).astype(np.uint8)
+        tifffile.imwrite(src / f"img{i}.tif", greys[f"img{i}"])
+    t = threshold_otsu(np.concatenate([g.ravel() for g in greys.values()]))
+    assert importers.main(["--kind", "images2d", str(src), "--otsu-shared", "--out", str(tmp_path / "ds")]) == 0
+    meta = yaml.safe_load((tmp_path / "ds" / "dataset.yaml").read_text())
+    assert meta["binarization"]["method"] == "otsu (shared)" and meta["binarization"]["threshold"] == pytest.approx(t)
+    for sid, g in greys.items():
+        assert np.array_equal(read_volume(tmp_path / "ds" / "volumes" / f"{sid}.tif"), g <= t)
+    assert read_volume(tmp_path / "ds" / "volumes" / "img2.tif").mean() < 0.05  # per-image Otsu: ~half pore
+    # one image: the shared threshold is that image's own Otsu threshold
+    one = importers.import_volumes("images2d", [src / "img0.tif"], tmp_path / "one", otsu_shared=True)
+    per = importers.import_volumes("images2d", [src / "img0.tif"], tmp_path / "per", otsu=True)
+    assert np.array_equal(read_volume(one / "volumes" / "img0.tif"), read_volume(per / "volumes" / "img0.tif"))
+
+    # bad input names the file: a NaN in a float image; one grey value in every image
+    tifffile.imwrite(src / "img1.tif", np.where(greys["img1"] > 128, np.nan, 1.0).astype(np.float32))
+    assert importers.main(["--kind", "images2d", str(src), "--otsu-shared", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "img1.tif: " in err and "non-finite grey value" in err and not (tmp_path / "bad").exists()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(2):
+        tifffile.imwrite(flat / f"f{i}.tif", np.full((8, 8), 7, np.uint8))
+    with pytest.raises(DataError, match=r"f0.tif \.\.\. .*f1.tif \(2 files\): a single grey value \(7\) in all images"):
+        importers.import_volumes("images2d", [flat], tmp_path / "bad2", otsu_shared=True)
+    assert no_leftovers(tmp_path)
+
+
 def test_reference_table_mapping():
     table = pd.read_csv(REFERENCE, dtype=str)
     mapping = importers.parse_mapping(map_file=FOAM_MAP)
@@ -132,7 +171,7 @@ def test_bad_input_messages(tmp_path, case):
         expect = r"bad.tif: not a readable image"
     elif case == "not_binary":
         tifffile.imwrite(src / "grey.tif", np.arange(210, dtype=np.uint8).reshape(5, 6, 7))
-        expect = r"grey.tif: not binary \(210 distinct values.*give --threshold T or --otsu"
+        expect = r"grey.tif: not binary \(210 distinct values.*give --threshold T, --otsu or --otsu-shared"
     elif case == "wrong_dims":
         tifffile.imwrite(src / "flat.tif", vol(0)[0].astype(np.uint8))
         expect = r"flat.tif: wrong dimensionality: --kind stack expects 3D, got shape \(8, 10\); use --kind images2d"

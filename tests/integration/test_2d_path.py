@@ -1,6 +1,6 @@
 """The 2D path of the README ("2D images"), through its command lines, on small data: grayscale
-.tif images (bench/make_2d_images.py) -> import (Otsu) -> label (D2Q9) -> train (dims and properties
-read from the dataset, configs/pvae_2d.yaml) -> evaluate -> inverse design with ``maximize:k_xx``,
+.tif images (bench/make_2d_images.py) -> import (Otsu per image, or one shared threshold) -> label
+(D2Q9) -> train (dims and properties read from the dataset, configs/pvae_2d.yaml) -> evaluate -> inverse design with ``maximize:k_xx``,
 every candidate verified by the solver. MLflow is real: a SQLite store in tmp_path, and (item 7 of
 issue 16) with MLFLOW_TRACKING_URI unset the design's store lands under runs/ of the working
 directory, never beside it."""
@@ -50,6 +50,10 @@ def test_images_to_verified_2d_designs(tmp_path):
     run(["data_pipeline", "import", "--kind", "images2d", str(tif), "--otsu", "--out", str(data)], env)
     meta = yaml.safe_load((data / "dataset.yaml").read_text())
     assert meta["dims"] == 2 and meta["shape"] == [32, 32] and meta["binarization"]["method"].startswith("otsu")
+    # or one Otsu threshold of all images' pooled grey values: the same pore/solid rule for every image
+    run(["data_pipeline", "import", "--kind", "images2d", str(tif), "--otsu-shared", "--out", str(tmp_path / "shared")], env)
+    shared = yaml.safe_load((tmp_path / "shared" / "dataset.yaml").read_text())["binarization"]
+    assert shared["method"] == "otsu (shared)" and 70 < shared["threshold"] < 180  # between pore and solid grey
 
     # the dataset's own dataset.yaml is not a build config: the error says how to label
     res = run(["data_pipeline", "build", "--config", str(data / "dataset.yaml")], env, ok=False)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from inverse.delivered import DeliveredObjective
 from inverse.design import check_extrapolation, label_ranges
 from inverse.objective import Objective, latent_space
 from inverse.search import run_search, seed_latents, select_candidates
@@ -99,6 +100,53 @@ def test_composite_bo_models_the_properties_and_finds_a_reachable_target(setup):
     assert obj.predicted_hit(res.z[[int(np.argmin(res.f))]])[0]  # and meet the (predicted) target
     rnd = run_search("random", Objective(t, model, norm, space, manifold_weight=0.0), y, n_calls=30, n_initial=6, seed=0)
     assert res.f.min() <= rnd.f.min()
+
+
+class HeldObjective(Objective):
+    """maximize:k_xx held to a specific-surface band, the shape of a 2D design's objective: the
+    recorded objective adds DeliveredObjective's morphology penalty of ln(ratio), and ln(ratio)
+    falls as the predicted k rises (a coarser structure conducts more): the band caps k. ``aware``
+    False hides the penalty from the acquisition (the composite BO before issue 16's fix)."""
+
+    morphology_penalty_of = DeliveredObjective.morphology_penalty_of
+
+    def __init__(self, *args, aware=True, **kw):
+        super().__init__(*args, **kw)
+        self._morph, self.aware = (None, 0.75, 1.33, 100.0), aware
+        z = self.space.lo + np.random.default_rng(0).random((2000, self.space.dim)) * (self.space.hi - self.space.lo)
+        p = self._norm_pred(z)[:, 1].numpy()
+        self._p10, self._p50 = np.quantile(p, 0.1), np.quantile(p, 0.5)  # ratio 1 at p10, 0.75 at the median
+
+    @property
+    def has_morphology(self):
+        return self.aware
+
+    def morphology_log_ratios(self, z):
+        p = self._norm_pred(np.atleast_2d(z))[:, 1].numpy()
+        return np.log(0.75) * (p - self._p10) / (self._p50 - self._p10)
+
+    def evaluate(self, z):
+        f, p = super().evaluate(z)
+        return f + self.morphology_penalty_of(self.morphology_log_ratios(z)), p
+
+
+def test_composite_bo_acquisition_sees_the_morphology_penalty(setup):
+    """With the penalty in its acquisition (a GP on ln ratio) the composite BO proposes structures
+    inside the band; blind to it, EI keeps proposing high-k latents the penalty then rejects."""
+    model, norm, mu, y = setup
+    space = latent_space(mu)
+    t = parse_target("maximize:k_xx")
+    runs = {}
+    for aware in (True, False):
+        obj = HeldObjective(t, model, norm, space, manifold_weight=0.0, aware=aware)
+        res = run_search("bo", obj, y, n_calls=30, n_initial=6, seed=0)
+        assert res.info["acquisition_morphology"] is aware and res.n_evals == 30
+        pen = obj.morphology_penalty_of(obj.morphology_log_ratios(res.z))
+        assert np.allclose(res.f, obj.distances(res.z) + pen)  # the recorded objective holds the penalty
+        runs[aware] = (res, int((pen[6:] > 1.0).sum()))
+    (aware, out_aware), (blind, out_blind) = runs[True], runs[False]
+    assert out_aware < out_blind and out_aware <= 6  # proposals that leave the band
+    assert aware.f.min() <= blind.f.min()
 
 
 def test_seeds_come_from_the_labels_closest_to_the_target(setup):
