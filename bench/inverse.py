@@ -52,8 +52,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# this file is bench/inverse.py: with bench/ on sys.path (the script's folder) `import inverse` would
+# import it instead of the inverse package, so the repository root goes first and bench/ goes
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
 
 
 def parse_counts(text: str) -> dict[str, int]:
@@ -224,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifold-weight", type=float, default=None,
                    help="manifold penalty weight (default: 0 for the solver objective, 1 for model-based ones)")
     p.add_argument("--target-seed", type=int, default=0, help="seed of the eval sample order and the ood factors")
+    p.add_argument("--ood-min-bin", type=int, default=5,
+                   help="fewest training samples within +-0.025 porosity for an ood target there")
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print the summary records as JSON")
     args = p.parse_args(argv)
@@ -260,12 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             labels = held_out_labels(bundle)
             counts = parse_counts(args.dev_targets) if args.dev_targets else {"in": args.n_targets}
             targets, n = make_targets(labels, train, counts, seed=args.target_seed, prefix="dev_", shuffle=False,
-                                      properties=bundle.properties)
+                                      min_bin=args.ood_min_bin, properties=bundle.properties)
         elif set_name == "eval":
             labels = eval_labels(args.eval_dataset)
             check_apart(bundle, args.eval_dataset)
             targets, n = make_targets(labels, train, parse_counts(args.eval_targets), seed=args.target_seed,
-                                      prefix="eval_", properties=bundle.properties)
+                                      prefix="eval_", min_bin=args.ood_min_bin, properties=bundle.properties)
         else:
             raise SystemExit(f"unknown set {set_name!r}: dev or eval")
         notes += [f"{set_name}: {x}" for x in n]

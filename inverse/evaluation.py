@@ -245,9 +245,11 @@ def make_targets(labels: pd.DataFrame, train: pd.DataFrame, counts: dict[str, in
         if kind == "multi" and properties is not None and not set(DIAGONAL) <= set(properties):
             notes.append(f"{kind} targets skipped: the model does not predict {', '.join(DIAGONAL)}")
             continue
-        got = 0
-        while got < want and order:
-            r = pool.iloc[order.pop(0)]
+        got, used = 0, []
+        for i in order:  # a sample skipped by one kind stays available to the next
+            if got >= want:
+                break
+            r = pool.iloc[i]
             values = {"porosity": float(r["porosity"]), "k_xx": float(r["k_xx"])}
             extra: dict = {}
             if kind == "multi":
@@ -263,7 +265,9 @@ def make_targets(labels: pd.DataFrame, train: pd.DataFrame, counts: dict[str, in
                 extra = {"k_bin_max": kmax, "bin_n": n, "ood_factor": f}
             rows.append({"target_id": f"{prefix}{kind}_{got:03d}", "kind": kind, "spec": _spec(values),
                          "sample_id": str(r["sample_id"]), **values, **extra})
+            used.append(i)
             got += 1
+        order = [i for i in order if i not in used]
         if got < want:
             notes.append(f"only {got} of {want} {kind} targets: the usable samples ran out")
     cols = ["target_id", "kind", "spec", "sample_id", "porosity", "k_xx"]

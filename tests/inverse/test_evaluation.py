@@ -144,6 +144,10 @@ def test_target_kinds_say_what_they_cannot_draw(labels):
     assert list(t["kind"]) == ["in", "in"] and "multi targets skipped" in notes[0]
     t, notes = make_targets(held.iloc[:5], train, {"in": 9})
     assert len(t) == 4 and "only 4 of 9" in notes[0]  # e000-e004 less e003 (not percolating along x)
+    # samples one kind cannot use (no ood bin with enough training samples) stay available to the next
+    t, notes = make_targets(held, train, {"ood": 2, "multi": 3}, min_bin=10**6,
+                            properties=["porosity", "k_xx", "k_yy", "k_zz"])
+    assert list(t["kind"]) == ["multi"] * 3 and "only 0 of 2 ood" in notes[0]
     with pytest.raises(ValueError, match="unknown target kind"):
         make_targets(held, train, {"outliers": 2})
     kmax, n = porosity_bin_max(0.99, train["porosity"], train["k_xx"], 0.001)
