@@ -188,6 +188,9 @@ def rules_text(args, summary) -> list[str]:
         f"Rates: seeds {','.join(map(str, args.seeds))} averaged per target, mean over targets, 95% percentile "
         "bootstrap interval over targets (2000 resamples).",
         "Distinct hits: pairwise pore IoU <= 0.5, up to 5 per target, at porosity 0.02 / k 10%.",
+        "Solver calls per hit: a target's solver calls (search + verification) / its hits at porosity 0.02 / k 10%, "
+        "median over target x seed rows; inf (JSON null) when more than half of the rows have no hit. "
+        "One solver call = one structure solved (along every targeted axis: 3 for multi targets).",
         "OOD targets: k_xx = 1.5-2x the largest training k_xx within +-0.025 porosity (no training sample can hit "
         "them at k <= 15%: lookup misses them by construction).",
     ]
