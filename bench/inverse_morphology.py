@@ -7,6 +7,13 @@ target. The targets are matched to samples in the order ``bench/inverse.py`` tak
 then val, skipping samples with k = 0 on a targeted axis).
 
     python bench/inverse_morphology.py --design runs/bench_inverse/design/solver --dataset runs/bench32/data
+
+With today's bench (target sets, issue 14) the samples are named by its ``targets_<set>_kinds.csv``
+(target_id -> sample_id; for ood targets the sample whose porosity was taken), read from the
+dataset they came from (dev: the model's dataset; eval: the evaluation dataset):
+
+    python bench/inverse_morphology.py --design runs/bench_inverse_eval/design/eval/seed0 \
+        --targets runs/bench_inverse_eval/targets_eval_kinds.csv --dataset runs/eval32/data
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--design", required=True, help="a design folder written by bench/inverse.py")
     p.add_argument("--dataset", required=True)
     p.add_argument("--components", default="porosity,k_xx")
+    p.add_argument("--targets", help="targets_<set>_kinds.csv of bench/inverse.py: target_id -> sample_id of --dataset")
     args = p.parse_args(argv)
 
     import tifffile
@@ -48,17 +56,24 @@ def main(argv=None) -> int:
     from data_pipeline.descriptors import specific_surface
 
     comps = args.components.split(",")
-    samples = []
-    for split in ("test", "val"):
-        ds = VoxelDataset(args.dataset, split, properties=comps)
-        for im, y in zip(ds.volumes(), ds.targets):
-            if all(float(v) > 0 for c, v in zip(comps, y) if is_k_component(c)):
-                samples.append(im)
+    samples = {}
+    if args.targets:
+        from data_pipeline.io import read_volume, volume_path
+
+        t = pd.read_csv(args.targets, dtype={"sample_id": str})
+        for tid, sid in zip(t["target_id"], t["sample_id"]):
+            samples[tid] = read_volume(volume_path(args.dataset, sid)).astype(bool)
+    else:
+        for split in ("test", "val"):
+            ds = VoxelDataset(args.dataset, split, properties=comps)
+            for im, y in zip(ds.volumes(), ds.targets):
+                if all(float(v) > 0 for c, v in zip(comps, y) if is_k_component(c)):
+                    samples[f"t{len(samples)}"] = im
     design = Path(args.design)
     res = pd.read_csv(design / "results.csv")
     rows = []
     for (tid, method), _ in res[res["candidate"] == 0].groupby(["target_id", "method"]):
-        target = samples[int(tid[1:])]
+        target = samples[tid]
         cand = tifffile.imread(design / "candidates" / tid / f"{method}_0.tif").astype(bool)
         rows.append({"method": method, "Sv": specific_surface(cand) / specific_surface(target),
                      "L": correlation_length(cand) / correlation_length(target)})

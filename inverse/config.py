@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.config import Check, FlatConfig, load_config_file
 
-METHODS = ("bo", "tpe", "random", "gradient")
+METHODS = ("bo", "tpe", "random", "gradient", "lookup")
 BO_ENGINES = ("composite", "gp_minimize")
 BOUNDS = ("quantile", "prior")
 THRESHOLDS = ("target", "decoded", "fixed")
@@ -38,8 +38,10 @@ class DesignConfig(FlatConfig):
         anyway (they are still flagged).
     Search
         methods: any of "bo" (scikit-optimize gp_minimize), "tpe" (hyperopt), "random",
-        "gradient" (Adam on z through the regressor, projected onto the box); each gets the same
-        budget of ``n_calls`` regressor evaluations. n_initial: initial points of bo/tpe (half of
+        "gradient" (Adam on z through the regressor, projected onto the box), "lookup" (the
+        database-lookup baseline: the ``n_candidates`` training samples with the labels closest
+        to the target, their structures delivered and verified; no search, no decoding); each
+        search gets the same budget of ``n_calls`` objective evaluations. n_initial: initial points of bo/tpe (half of
         them, rounded up, are the training latents with the best objective; gradient starts from
         the same latents). bounds: "quantile" (box between the ``quantile`` and 1 - ``quantile``
         quantiles of the training latents, widened by ``box_margin`` times their spread) or
@@ -59,7 +61,13 @@ class DesignConfig(FlatConfig):
         surrogate of ``surrogate``: for volumes too large to solve per evaluation), "reencode"
         (the same volume -> encode -> regressor; porosity measured on the volume) or "regressor"
         (the pVAE regressor on z; ignores the decoder); see :mod:`inverse.delivered`. "gradient"
-        always uses the regressor (the decoder-aware estimates are not differentiable). surrogate: a surrogate checkpoint folder
+        always descends the regressor (the decoder-aware estimates are not differentiable); with a
+        decoder-aware property_model and ``gradient_screen`` (default) its trajectories
+        (``gradient_steps`` Adam steps per start, manifold weight of the decoder-aware objective)
+        are screened: ``n_calls`` points spread along them are evaluated by that property model
+        (solver calls, with "solver") and the candidates chosen from them like bo's and random's
+        (:func:`inverse.search.run_gradient_screened`); ``gradient_screen: false`` = the original
+        method (``n_calls // starts`` steps, regressor objective, manifold weight 1). surrogate: a surrogate checkpoint folder
         (``python -m models.surrogate train``) with the pVAE's input size; with it, candidates are
         also screened: the ``screen_top`` best distinct latents of each search are decoded,
         ranked by the surrogate's estimate of their delivered structure, and only the best
@@ -129,6 +137,8 @@ class DesignConfig(FlatConfig):
     search_solver: dict = field(default_factory=lambda: {"tol": 1e-3})
     screen_top: int = 12
     gradient_lr: float = 0.05
+    gradient_steps: int = 100
+    gradient_screen: bool = True
     bo_engine: str = "composite"
     bo_acq_optimizer: str = "sampling"
     seed: int = 0
@@ -179,6 +189,7 @@ class DesignConfig(FlatConfig):
         for name, allowed in (("threshold", THRESHOLDS), ("units", UNITS)):
             check.one_of(name, allowed)
         check.at_least(("n_calls",), 2)
+        check.at_least(("gradient_steps",), 1)
         if not 1 <= self.n_initial <= self.n_calls:
             check.bad("n_initial", f"must be in [1, n_calls={self.n_calls}]")
         if not 0 <= self.quantile < 0.5:

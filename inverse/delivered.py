@@ -264,6 +264,7 @@ class DeliveredObjective(Objective):
         self.delivery, self.property_model, self.surrogate = delivery, property_model, surrogate
         self.solver = dict(solver or {})
         self.solver_errors: dict[bytes, str] = {}  # z bytes -> solver error of its delivered structure
+        self.solver_calls = 0  # structures solved by the LBM ("solver"; a cached z costs none)
         self._pred_cache: dict[bytes, np.ndarray] = {}
 
     def torch_values(self, z: torch.Tensor) -> torch.Tensor:
@@ -341,6 +342,7 @@ class DeliveredObjective(Objective):
             if self.property_model == "reencode":
                 raw = reencode_properties(self.model, self.norm, ims)
             elif self.property_model == "solver":
+                self.solver_calls += len(todo)
                 raw, errors = solver_properties(self.names, ims, self.target.properties, self.solver,
                                                 self.delivery.regressor_raw(z[todo]))
                 for i, e in zip(todo, errors):

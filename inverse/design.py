@@ -7,9 +7,12 @@
    range of the training labels (by more than its tolerance) is reported with the nearest
    achievable values (the clipped value, the closest training sample's labels and the range the
    regressor predicts over the search box) and is not searched unless ``allow_extrapolation``;
-3. search each target with every method of ``cfg.methods`` under the same budget;
-4. decode the best distinct candidates, binarize (stated threshold rule) and clean them;
-5. verify porosity and permeability with the solver, one batch per target;
+3. search each target with every method of ``cfg.methods`` under the same budget (each method
+   with its own objective and delivery cache, so that its wall time and solver calls are its own);
+4. decode the best distinct candidates, binarize (stated threshold rule) and clean them (``lookup``:
+   the training structures with the closest labels, delivered as they are);
+5. verify porosity and permeability with the solver, one batch per target and method; a hit
+   needs a converged verification;
 6. write ``results.csv`` (one row per verified candidate), ``targets.csv`` (one row per target),
    ``timing.csv``, the candidates as .tif, figures and an MLflow run (:mod:`inverse.report`).
 
@@ -45,7 +48,8 @@ class Verification:
     minus predicted porosity (nan when porosity is not predicted); errors: ``{property: error}`` of
     each condition against its exact value or the prediction (absolute for porosity, relative for
     k); converged, steps, error: the solver's record ("" when solved); hit: every condition within
-    its tolerance (a max / min condition: beyond the best training label) and no solver error, and
+    its tolerance (a max / min condition: beyond the best training label), the solve converged
+    (an unconverged k is not a measurement) and no solver error, and
     for a maximize / minimize target also ``morph_ok``: the specific-surface ratio to the training
     median within DesignConfig.morphology_band (None for other targets: not part of their hit).
     """
@@ -73,8 +77,8 @@ class Candidate:
     target: str  # the target's description
     method: str
     rank: int  # 0 = the best of its method
-    property_model: str  # the estimate the search used: "regressor" | "reencode" | "surrogate" | "solver"
-    eval_index: int  # which evaluation of the search
+    property_model: str  # the estimate the search used: "regressor" | "reencode" | "surrogate" | "solver" | "labels"
+    eval_index: int  # which evaluation of the search (lookup: the rank by label distance)
     objective: float
     distance: float  # target distance of the search's estimate
     mahalanobis: float
@@ -94,6 +98,7 @@ class Candidate:
     sur: dict[str, float] = field(default_factory=dict)  # the surrogate's k estimates (screening only)
     morphology: dict = field(default_factory=dict)  # inverse.morphology_check columns
     verification: Verification | None = None
+    source_id: str | None = None  # lookup: the training sample delivered as it is
 
     @property
     def binary_porosity(self) -> float:
@@ -111,6 +116,8 @@ class Candidate:
                "distance": self.distance, "mahalanobis": self.mahalanobis, "inside_box": self.inside_box}
         row.update({f"pred_{p}": v for p, v in self.pred.items()})
         row.update({f"regz_{p}": v for p, v in self.regz.items()})
+        if self.source_id is not None:
+            row["source_id"] = self.source_id
         if self.screen_from is not None:
             row.update(screen_from=self.screen_from, screen_distance=self.screen_distance)
             row.update({f"sur_{p}": v for p, v in self.sur.items()})
@@ -142,8 +149,8 @@ class TargetOutcome:
     nearest: dict = field(default_factory=dict)
     searches: dict[str, SearchResult] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
-    verify_time_s: float = 0.0
-    decode_time_s: float = 0.0
+    verify_time_s: float = 0.0  # all methods' verifications (s)
+    decode_time_s: float = 0.0  # all methods' candidate steps: decoding, screening, morphology (s)
     reference: np.ndarray | None = None  # the structure of the target's ref=<sample_id>, when named
 
     def of_method(self, method: str) -> list[Candidate]:
@@ -223,15 +230,63 @@ def _fmt(v):
 
 def search_step(cfg: DesignConfig, method: str, objective: Objective, aware: Objective | None,
                 y_train: np.ndarray) -> tuple[SearchResult, Objective]:
-    """Step 1: search the latent space with ``method``; returns the result and the objective it used
-    (the decoder-aware one of ``cfg.property_model``, except for "gradient": the regressor's)."""
-    obj = objective if (aware is None or method == "gradient") else aware
-    res = run_search(method, obj, y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
-                     gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer, bo_engine=cfg.bo_engine)
-    res.info["property_model"] = "regressor" if obj is objective else cfg.property_model
+    """Step 1: search the latent space with ``method``; returns the result and the objective that
+    judged its points: the decoder-aware one of ``cfg.property_model`` (gradient: when
+    ``cfg.gradient_screen``, its trajectory is screened by it, see
+    :func:`inverse.search.run_gradient_screened`), else the regressor's. ``lookup`` ranks the
+    training labels (:func:`inverse.search.run_lookup`). ``res.info`` gets ``search_solver_calls``
+    (structures the LBM solved inside the search) and ``search_solver_errors``."""
+    screen = None
+    if method == "gradient" and aware is not None and cfg.gradient_screen:
+        # the trajectory is driven by the regressor with the manifold weight of the objective that screens it
+        grad = Objective(objective.target, objective.model, objective.norm, objective.space,
+                         cfg.manifold_weight_for(cfg.property_model))
+        res = run_search(method, grad, y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
+                         gradient_lr=cfg.gradient_lr, screen=aware, gradient_steps=cfg.gradient_steps)
+        obj = screen = aware
+    else:
+        obj = objective if (aware is None or method in ("gradient", "lookup")) else aware
+        res = run_search(method, obj, y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
+                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer, bo_engine=cfg.bo_engine)
+    if method == "lookup":
+        res.info["property_model"] = "labels"
+    else:
+        res.info["property_model"] = "regressor" if obj is objective else cfg.property_model
+    res.info["gradient_screened"] = screen is not None
+    res.info["search_solver_calls"] = int(getattr(obj, "solver_calls", 0))
     # solver failures inside the search (k counted as 0 for that latent) are recorded, not hidden
     res.info["search_solver_errors"] = len(getattr(obj, "solver_errors", {}))
     return res, obj
+
+
+def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective: Objective, space: LatentSpace,
+                bundle, morph_ref=None) -> list[Candidate]:
+    """Step 2 of ``lookup``: the ``n_candidates`` training samples of ``res`` (closest labels first)
+    as :class:`Candidate` records, each the sample's own structure read from the dataset (not
+    decoded, not thresholded: its porosity is the sample's, not the target's), its labels as the
+    estimate (``pred_*``), the regressor on its latent as ``regz_*``."""
+    from data_pipeline.io import read_volume, volume_path
+
+    t0 = time.perf_counter()
+    rows = res.info["train_index"][: cfg.n_candidates]
+    y = np.asarray(bundle.y_train, dtype=float)
+    z = np.asarray(bundle.mu_train, dtype=np.float64)[rows]  # (n, L)
+    regz = objective.predict(z)  # (n, P)
+    maha = space.mahalanobis(z)  # (n,)
+    out = []
+    for rank, i in enumerate(rows):
+        sid = str(bundle.ids_train[i])
+        im = read_volume(volume_path(bundle.dataset, sid)).astype(bool)
+        c = Candidate(target.target_id, target.describe(), "lookup", rank, "labels", rank, float(res.f[rank]),
+                      float(res.f[rank]), float(maha[rank]), bool(space.inside(z[rank])[0]),
+                      pred={p: float(v) for p, v in zip(bundle.properties, y[i])},
+                      regz={p: float(v) for p, v in zip(bundle.properties, regz[rank])}, z=z[rank], im=im,
+                      threshold_rule="none", source_id=sid)
+        if morph_ref is not None:
+            c.morphology = morph_ref.columns(im, target.reference)
+        out.append(c)
+    res.info["candidate_s"] = time.perf_counter() - t0
+    return out
 
 
 def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResult, obj: Objective,
@@ -305,7 +360,8 @@ def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], 
         c.verification = Verification(
             values=ver, d_porosity=ver["porosity"] - pred.get("porosity", np.nan) if "porosity" in pred else np.nan,
             errors=errors, converged=bool(rec["converged"]), steps=int(rec["steps"]), error=rec["error"],
-            hit=bool(target.hit(ver, pred)) and not rec["error"] and morph_ok is not False, morph_ok=morph_ok)
+            hit=bool(target.hit(ver, pred)) and bool(rec["converged"]) and not rec["error"] and morph_ok is not False,
+            morph_ok=morph_ok)
     return secs
 
 
@@ -329,38 +385,43 @@ def screen_extrapolation(cfg: DesignConfig, bundle, space: LatentSpace, objectiv
 
 def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pred_ranges_cache: dict,
                log=print, surrogate=None, morph_ref=None) -> TargetOutcome:
-    """One target: extrapolation check, then per method search and selection, then one verification."""
+    """One target: extrapolation check, then per method: search, selection (or lookup), verification."""
     outcome = TargetOutcome(target)
     objective = Objective(target, bundle.model, bundle.norm, space, cfg.manifold_weight_for("regressor"))  # the regressor's
     if not screen_extrapolation(cfg, bundle, space, objective, outcome, pred_ranges_cache, log):
         return outcome
-    # one delivery (decode -> binarize -> clean, cached by z) shared by the objectives and the candidates
-    delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
-                        cfg.max_island)
-    if target.optimizes and target.condition("porosity") is None and "porosity" in bundle.properties:
-        phi = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index("porosity")]
-        delivery.porosity_range = (float(np.nanmin(phi)), float(np.nanmax(phi)))  # the material's porosities
-    aware = None
-    if cfg.property_model != "regressor":
-        aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
-                               cfg.manifold_weight_for(cfg.property_model), surrogate,
-                               {**cfg.solver, **cfg.search_solver})
-        if morph_ref is not None and cfg.morphology_weight > 0:
-            if target.optimizes:  # held to the material: specific surface against the training median
-                aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
-            elif target.reference and cfg.match_reference:  # held to the sample the target names
-                aware.set_morphology(morph_ref.ss_ratio_to(target.reference), tuple(cfg.reference_band),
-                                     cfg.morphology_weight)
-    t_dec = time.perf_counter()
     for method in cfg.methods:
+        # per method: one delivery (decode -> binarize -> clean, cached by z) shared by its objective and
+        # its candidates, and its own decoder-aware objective: no method is served another's solves
+        delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
+                            cfg.max_island)
+        if target.optimizes and target.condition("porosity") is None and "porosity" in bundle.properties:
+            phi = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index("porosity")]
+            delivery.porosity_range = (float(np.nanmin(phi)), float(np.nanmax(phi)))  # the material's porosities
+        aware = None
+        if cfg.property_model != "regressor" and method != "lookup":
+            aware = make_objective(cfg.property_model, target, bundle.model, bundle.norm, space, delivery,
+                                   cfg.manifold_weight_for(cfg.property_model), surrogate,
+                                   {**cfg.solver, **cfg.search_solver})
+            if morph_ref is not None and cfg.morphology_weight > 0:
+                if target.optimizes:  # held to the material: specific surface against the training median
+                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
+                elif target.reference and cfg.match_reference:  # held to the sample the target names
+                    aware.set_morphology(morph_ref.ss_ratio_to(target.reference), tuple(cfg.reference_band),
+                                         cfg.morphology_weight)
         res, obj = search_step(cfg, method, objective, aware, bundle.y_train)
         outcome.searches[method] = res
-        t_dec += res.time_s
-        outcome.candidates += select_step(cfg, target, method, res, obj, objective, space, delivery,
-                                          bundle.properties, surrogate, morph_ref)
-    outcome.decode_time_s = time.perf_counter() - t_dec
-    if cfg.verify:
-        outcome.verify_time_s = verify_step(cfg, target, outcome.candidates, bundle.properties)
+        if method == "lookup":
+            mine = lookup_step(cfg, target, res, objective, space, bundle, morph_ref)
+        else:
+            mine = select_step(cfg, target, method, res, obj, objective, space, delivery, bundle.properties,
+                               surrogate, morph_ref)
+        outcome.candidates += mine
+        outcome.decode_time_s += float(res.info.get("candidate_s", 0.0))
+        if cfg.verify:
+            secs = verify_step(cfg, target, mine, bundle.properties)
+            res.info.update(verify_s=secs, verify_solver_calls=len(mine))
+            outcome.verify_time_s += secs
     return outcome
 
 
@@ -392,12 +453,14 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
                             "n_candidates": len(mine),
                             "hit_any": bool(any(h is True for h in hits)) if cfg.verify else np.nan,
                             "hit_best": bool(mine[0].hit) if (cfg.verify and mine) else np.nan})
-                n_all = max(len(o.candidates), 1)
                 cand_s = float(res.info.get("candidate_s", 0.0))
+                ver_s = float(res.info.get("verify_s", 0.0))
+                n_search = int(res.info.get("search_solver_calls", 0))
+                n_ver = int(res.info.get("verify_solver_calls", 0))
                 timing.append({"target_id": t.target_id, "method": m, "property_model": res.info.get("property_model"),
-                               "search_s": res.time_s, "candidate_s": cand_s,
-                               "verify_s": o.verify_time_s * len(mine) / n_all,
-                               "total_s": res.time_s + cand_s + o.verify_time_s * len(mine) / n_all})
+                               "search_s": res.time_s, "candidate_s": cand_s, "verify_s": ver_s,
+                               "total_s": res.time_s + cand_s + ver_s, "search_solver_calls": n_search,
+                               "verify_solver_calls": n_ver, "solver_calls": n_search + n_ver})
             summary.append(rec)
     return results, pd.DataFrame(summary), pd.DataFrame(timing)
 
@@ -443,7 +506,8 @@ def _log_candidate(t: Target, c: Candidate) -> str:
             + "".join(f" {k.prop} pred {c.pred.get(k.prop, nan):.4g} ver {ver[k.prop]:.4g}"
                       for k in t.conditions if k.prop != "porosity")
             + (f" ss_ratio {c.morphology.get('ss_ratio_train', nan):.2f}" if t.optimizes else "")
-            + (" HIT" if c.hit else " miss"))
+            + (" HIT" if c.hit else " miss")
+            + ("" if c.verification.converged else " (verification not converged)"))
 
 
 def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
@@ -512,7 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a target, e.g. porosity=0.6,k_xx=1.2 (repeatable)")
     p.add_argument("--targets-csv", help="CSV of targets (a 'spec' column or one column per property)")
     p.add_argument("--units", choices=["lattice", "physical"], help="permeability units of the targets")
-    p.add_argument("--method", dest="methods", help="comma-separated: bo,tpe,random,gradient (default bo)")
+    p.add_argument("--method", dest="methods",
+                   help="comma-separated: bo,tpe,random,gradient,lookup (default bo); lookup = the training samples "
+                        "with the closest labels, delivered as they are (the database baseline)")
     p.add_argument("--n-calls", type=int, help="objective evaluations per target and method")
     p.add_argument("--bo-engine", choices=["composite", "gp_minimize"],
                    help="bo: one GP per targeted property and Monte-Carlo expected improvement of the objective "

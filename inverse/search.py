@@ -18,6 +18,15 @@ inside the box ``[space.lo, space.hi]``:
 * ``gradient``: the original project's method: Adam on z through the regressor (always the
   regressor objective: the decoder-aware ones are not differentiable), one run per seed
   (in one batch), ``n_calls // len(seeds)`` steps each, projected back onto the box after every step.
+  With a ``screen`` objective (:func:`run_gradient_screened`, what the design does when the search
+  uses a decoder-aware property model) the trajectories are longer (``gradient_steps`` regressor
+  steps per start: those cost no solver work) and ``n_calls`` of their points, spread evenly along
+  each trajectory, are evaluated by the screen objective: the same number of counted evaluations
+  (solver calls, with the solver objective) as bo / random, so gradient is judged by what is
+  delivered, like them.
+* ``lookup``: no search: the ``n_calls`` training samples whose *labels* are closest to the target
+  under the objective's distance (:func:`run_lookup`); the design delivers those training
+  structures themselves (the database-lookup baseline). No model or solver call.
 
 Each returns a :class:`SearchResult` with every evaluated latent and its objective, in order.
 """
@@ -233,15 +242,118 @@ def run_gradient(objective: Objective, n_calls: int, seeds: np.ndarray, lr: floa
     return SearchResult("gradient", z_all, f_all, time.perf_counter() - t0, len(starts), {"steps": steps})
 
 
+def trajectory_points(n_starts: int, steps: int, n: int) -> np.ndarray:
+    """Indices into a start-major trajectory array (``n_starts * steps`` points) of ``n`` points
+    spread evenly along the trajectories: ``n // n_starts`` per start (the first ``n % n_starts``
+    starts one more), always including the start and the end of each trajectory when it gets
+    two or more; fewer when the trajectories are shorter (all their points).
+
+    Parameters
+    ----------
+    n_starts : number of trajectories (gradient starts)
+    steps : points per trajectory
+    n : points wanted in total
+
+    Returns
+    -------
+    (m,) int array, m <= n, sorted, no duplicates
+    """
+    out = []
+    for s in range(n_starts):
+        k = n // n_starts + (1 if s < n % n_starts else 0)
+        if k <= 0:
+            continue
+        pos = np.unique(np.round(np.linspace(0, steps - 1, min(k, steps))).astype(int))
+        out.append(s * steps + pos)
+    return np.concatenate(out) if out else np.zeros(0, dtype=int)
+
+
+def run_gradient_screened(objective: Objective, screen: Objective, n_calls: int, seeds: np.ndarray,
+                          steps: int = 100, lr: float = 0.05, seed: int = 0) -> SearchResult:
+    """Gradient descent on z through the regressor, its trajectory judged by another objective.
+
+    Adam runs ``steps`` steps from every seed on ``objective`` (the regressor's, differentiable;
+    regressor evaluations are not counted against the budget), then ``n_calls`` trajectory points
+    (:func:`trajectory_points`) are evaluated by ``screen`` (e.g. the solver objective of
+    :mod:`inverse.delivered`): the same number of counted evaluations as bo / random. The
+    candidates are then selected from those points by the screen objective, exactly as for bo /
+    random.
+
+    Parameters
+    ----------
+    objective : differentiable objective (regressor on z), drives the trajectories
+    screen : objective that judges the chosen trajectory points (counted evaluations)
+    n_calls : evaluations of ``screen``
+    seeds : (S, L) starting latents (the label-nearest training latents, shared with bo / random)
+    steps : Adam steps per start (latent units per step ~ ``lr``)
+    lr : Adam step size (latent units)
+    seed : torch seed
+
+    Returns
+    -------
+    SearchResult of the screened points, in trajectory order (``f`` = screen objective); ``info``
+    holds ``gradient_steps``, ``trajectory_points`` (regressor evaluations) and the trajectory's
+    own regressor objective of the screened points (``regressor_f``).
+    """
+    steps = max(1, int(steps))
+    starts = seeds.reshape(-1, objective.space.dim)
+    traj = run_gradient(objective, steps * len(starts), starts, lr, seed)
+    t0 = time.perf_counter()
+    idx = trajectory_points(len(starts), traj.info["steps"], n_calls)
+    z = traj.z[idx]  # (n, L)
+    screen.n_evals = 0
+    f = screen.values(z)  # (n,)
+    info = {"gradient_steps": traj.info["steps"], "trajectory_points": traj.n_evals,
+            "regressor_f": traj.f[idx].tolist(), "screen_evals": screen.n_evals}
+    return SearchResult("gradient", z, f, traj.time_s + time.perf_counter() - t0, len(starts), info)
+
+
+def run_lookup(objective: Objective, y_train: np.ndarray, n: int) -> SearchResult:
+    """Database lookup: the ``n`` training samples whose labels are closest to the target.
+
+    The distance is the objective's target distance (tolerance units, no manifold penalty) of the
+    normalized labels ``y_train`` (N, P raw, lattice units), ties broken by index. No model or
+    solver call; ``z`` is the training latent of each sample (for the record), ``f`` its label
+    distance, ``info["train_index"]`` the rows of ``y_train`` (the design reads those samples'
+    structures from the dataset).
+
+    Parameters
+    ----------
+    objective : the target's objective (its ``distance`` and training latents ``space.mu``)
+    y_train : (N, P) raw training labels, rows aligned with ``objective.space.mu``
+    n : number of samples returned (at most N)
+
+    Returns
+    -------
+    SearchResult, best first
+    """
+    t0 = time.perf_counter()
+    y_norm = torch.as_tensor(objective.norm.transform(np.asarray(y_train, dtype=np.float64)))  # (N, P)
+    d = objective.distance(y_norm).numpy()  # (N,)
+    order = np.argsort(d, kind="stable")[: max(1, min(int(n), len(d)))]
+    return SearchResult("lookup", np.asarray(objective.space.mu[order], dtype=np.float64), d[order],
+                        time.perf_counter() - t0, 0, {"train_index": [int(i) for i in order]})
+
+
 def run_search(method: str, objective: Objective, y_train: np.ndarray, n_calls: int, n_initial: int,
                seed: int = 0, gradient_lr: float = 0.05, bo_acq_optimizer: str = "sampling",
-               bo_engine: str = "composite") -> SearchResult:
-    """Run one method with the shared budget and seeds (``ceil(n_initial / 2)`` label-nearest latents)."""
+               bo_engine: str = "composite", screen: Objective | None = None,
+               gradient_steps: int = 100) -> SearchResult:
+    """Run one method with the shared budget and seeds (``ceil(n_initial / 2)`` label-nearest latents).
+
+    ``screen`` (gradient only): the objective that judges ``n_calls`` points of the gradient's
+    trajectories (:func:`run_gradient_screened`, ``gradient_steps`` Adam steps per start);
+    without it gradient runs ``n_calls // len(seeds)`` steps per start on ``objective`` alone.
+    """
     from threadpoolctl import threadpool_limits
 
     seeds = seed_latents(objective, y_train, math.ceil(n_initial / 2))
     objective.n_evals = 0
     with threadpool_limits(limits=1):  # tiny BLAS problems: threads only oversubscribe (12x slower here)
+        if method == "gradient" and screen is not None:
+            res = run_gradient_screened(objective, screen, n_calls, seeds, gradient_steps, gradient_lr, seed)
+            res.info["objective_evals"] = screen.n_evals
+            return res
         return _run(method, objective, y_train, seeds, n_calls, n_initial, seed, gradient_lr, bo_acq_optimizer,
                     bo_engine)
 
@@ -259,8 +371,10 @@ def _run(method, objective, y_train, seeds, n_calls, n_initial, seed, gradient_l
         res = run_random(objective, n_calls, seeds, seed)
     elif method == "gradient":
         res = run_gradient(objective, n_calls, seeds, gradient_lr, seed)
+    elif method == "lookup":
+        res = run_lookup(objective, y_train, n_calls)
     else:
-        raise ValueError(f"unknown search method {method!r}; choose from bo, tpe, random, gradient")
+        raise ValueError(f"unknown search method {method!r}; choose from bo, tpe, random, gradient, lookup")
     res.info["objective_evals"] = objective.n_evals
     return res
 

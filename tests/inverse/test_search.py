@@ -6,7 +6,8 @@ import torch
 from inverse.delivered import DeliveredObjective
 from inverse.design import check_extrapolation, label_ranges
 from inverse.objective import Objective, latent_space
-from inverse.search import run_search, seed_latents, select_candidates
+from inverse.search import (run_gradient_screened, run_search, seed_latents, select_candidates,
+                            trajectory_points)
 from inverse.targets import parse_target
 from models.checkpoint import Normalizer
 from models.pvae import PVAE
@@ -174,3 +175,36 @@ def test_targets_outside_the_training_labels_are_flagged(setup):
     assert check_extrapolation(parse_target("k_xx>=1000"), ranges)
     assert check_extrapolation(parse_target("k_yy=1e-5:1e-4"), ranges)
     assert check_extrapolation(parse_target("maximize:k_xx"), ranges) == []
+
+
+def test_trajectory_points_spread_along_each_start():
+    idx = trajectory_points(3, 10, 8)  # 3 + 3 + 2 points over three trajectories of 10
+    assert list(idx) == [0, 4, 9, 10, 14, 19, 20, 29]
+    assert list(trajectory_points(2, 2, 10)) == [0, 1, 2, 3]  # shorter trajectories: all their points
+    assert len(trajectory_points(6, 100, 60)) == 60
+
+
+def test_screened_gradient_spends_n_calls_evaluations_of_the_screen_objective(setup):
+    model, norm, mu, y = setup
+    space = latent_space(mu)
+    drive = Objective(parse_target("porosity=0.5,k_xx=1.0"), model, norm, space, manifold_weight=0.0)
+    screen = Objective(parse_target("porosity=0.45,k_xx=2.0"), model, norm, space, manifold_weight=0.0)
+    seeds = seed_latents(drive, y, 3)
+    res = run_gradient_screened(drive, screen, 12, seeds, steps=40, lr=0.05, seed=0)
+    assert res.n_evals == 12 and screen.n_evals == 12  # the screen objective's counted evaluations
+    assert res.info["trajectory_points"] == 120 and res.info["gradient_steps"] == 40
+    assert np.allclose(res.f, screen.values(res.z))  # f is the screen objective, not the driving one
+    assert np.allclose(res.z[[0, 4, 8]], seeds) and space.inside(res.z, atol=1e-9).all()  # each start screened
+    # run_search routes gradient through the screen when one is given
+    via = run_search("gradient", drive, y, 12, 6, screen=screen, gradient_steps=40)
+    assert np.allclose(via.z, res.z) and via.info["objective_evals"] == 12
+
+
+def test_lookup_ranks_training_samples_by_label_distance(setup):
+    model, norm, mu, y = setup
+    space = latent_space(mu)
+    obj = Objective(parse_target(f"porosity={y[7, 0]},k_xx={y[7, 1]}"), model, norm, space)
+    res = run_search("lookup", obj, y, 5, 4)
+    assert res.info["train_index"][0] == 7 and res.f[0] == pytest.approx(0.0, abs=1e-12)
+    assert np.all(np.diff(res.f) >= 0) and np.allclose(res.z, mu[res.info["train_index"]])
+    assert res.n_evals == 5 and res.info["objective_evals"] == 0  # no model call
