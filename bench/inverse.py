@@ -179,6 +179,10 @@ def table_lines(summary, n_candidates: int, markdown: bool = False) -> list[str]
                      "inf" if r["median_calls_per_hit"] == float("inf") else f"{r['median_calls_per_hit']:.0f}",
                      f"{r.get('solver_calls_per_target', float('nan')):.0f}",
                      f"{r.get('wall_s_per_target', float('nan')):.1f}"])
+        if "hits_like_ref_share" in summary:
+            rows[-1].append(_pct(r["hits_like_ref_share"]).strip())
+    if "hits_like_ref_share" in summary:
+        head.append("hits like their sample")
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
         return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -243,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-seed", type=int, default=0, help="seed of the eval sample order and the ood factors")
     p.add_argument("--ood-min-bin", type=int, default=5,
                    help="fewest training samples within +-0.025 porosity for an ood target there")
+    p.add_argument("--match-reference", action="store_true",
+                   help="dev in/multi targets name their sample (ref=<id>): designs are held to its specific "
+                        "surface (DesignConfig.match_reference) and judged against it (looks_like_ref); the eval "
+                        "set's samples are not in the model's dataset and get no reference")
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print the summary records as JSON")
     args = p.parse_args(argv)
@@ -288,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                                       prefix="eval_", min_bin=args.ood_min_bin, properties=bundle.properties)
         else:
             raise SystemExit(f"unknown set {set_name!r}: dev or eval")
+        if args.match_reference and set_name == "dev":  # in / multi targets: look like their own sample
+            own = targets["kind"].isin(["in", "multi"])
+            targets.loc[own, "spec"] = targets.loc[own, "spec"] + ",ref=" + targets.loc[own, "sample_id"]
         notes += [f"{set_name}: {x}" for x in n]
         targets.to_csv(out / f"targets_{set_name}_kinds.csv", index=False)
         log(f"{set_name}: {len(targets)} targets ({targets['kind'].value_counts().to_dict()})")

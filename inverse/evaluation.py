@@ -285,7 +285,8 @@ def target_records(outcome, targets: pd.DataFrame, seed: int, set_name: str, max
     most ``max_distinct``); ``n_candidates``; ``search_solver_calls``, ``verify_solver_calls``,
     ``solver_calls`` and ``calls_per_hit`` (solver_calls / n_hits, inf without a hit);
     ``search_s``, ``candidate_s``, ``verify_s``, ``wall_s`` (seconds); ``max_abs_dphi`` (largest
-    |verified - target porosity| of its candidates).
+    |verified - target porosity| of its candidates); ``hits_like_ref`` (hits at the main rung with
+    ``looks_like_ref``; nan when the target names no reference sample).
     """
     kinds = dict(zip(targets["target_id"], targets["kind"]))
     specs = dict(zip(targets["target_id"], targets["spec"]))
@@ -309,6 +310,9 @@ def target_records(outcome, targets: pd.DataFrame, seed: int, set_name: str, max
                 if rung_name(tp, tk) == main:
                     hits_main = [c for c, x in zip(cands, h) if x]
             rec["n_hits"] = len(hits_main)
+            # hits that look like the sample the target names (ref=...; inverse.morphology_check)
+            looks = [c.morphology.get("looks_like_ref") for c in hits_main]
+            rec["hits_like_ref"] = sum(v is True for v in looks) if any(v is not None for v in looks) else np.nan
             rec["distinct_hits"] = len(distinct_hits([c.im for c in hits_main], max_distinct, max_iou))
             if timing is not None and (tid, m) in timing.index:
                 t = timing.loc[(tid, m)]
@@ -337,7 +341,8 @@ def aggregate(records: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, se
     ``mean_distinct_hits``; ``median_calls_per_hit`` (over target x seed rows, a row without a hit
     counting as infinite); ``solver_calls_per_target``, ``search_solver_calls_per_target``,
     ``verify_solver_calls_per_target`` (means), ``wall_s_per_target`` (mean) and
-    ``median_wall_s_per_target``; ``max_abs_dphi``.
+    ``median_wall_s_per_target``; ``max_abs_dphi``; ``hits_like_ref_share`` (hits that look like
+    the sample their target names / all hits, where targets name one).
     """
     if records.empty:
         return pd.DataFrame()
@@ -363,6 +368,9 @@ def aggregate(records: pd.DataFrame, n_boot: int = 2000, level: float = 0.95, se
             row["wall_s_per_target"] = float(g["wall_s"].mean())
             row["median_wall_s_per_target"] = float(g["wall_s"].median())
         row["max_abs_dphi"] = float(g["max_abs_dphi"].max())
+        if "hits_like_ref" in g and g["hits_like_ref"].notna().any():  # share of hits that look like their sample
+            judged = g[g["hits_like_ref"].notna()]
+            row["hits_like_ref_share"] = float(judged["hits_like_ref"].sum() / max(judged["n_hits"].sum(), 1))
         out.append(row)
     return pd.DataFrame(out)
 
