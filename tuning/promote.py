@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from core.tracking import using_store
 from tuning import tracking
 from tuning.config import model_spec
 
@@ -98,7 +99,7 @@ def promote(tracking_uri: str, run_id: str, name: str = "pvae", alias: str = "ch
     if not uri:
         raise ValueError(f"MLflow run {run_id} has no checkpoint tag (best_checkpoint); is it a trial of a study?")
     check_promotable(run.data.tags.get("model", "pvae"), uri)
-    with tracking.using_store(tracking_uri):
+    with using_store(tracking_uri):
         return _log_and_register(c, run, run_id, uri, name, alias, check)
 
 
