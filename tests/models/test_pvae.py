@@ -73,6 +73,30 @@ def test_morphology_loss_is_zero_for_a_decisive_copy_and_positive_for_grey():
     assert morphology_loss(sharp, x, sharpness=2.0).item() < 1e-6
 
 
+def test_binarized_morphology_loss_sees_the_speckle_a_low_contrast_map_turns_into():
+    from models.losses import binarize_straight_through
+    g = torch.Generator().manual_seed(0)
+    # a sample: one pore slab (smooth texture), porosity 0.5
+    x = torch.zeros(2, 1, 16, 16, 16)
+    x[:, :, :8] = 1.0
+    # decisive in one half, grey (p = 0.5 +- 0.01) in the other: the grey half adds almost no
+    # variance, so rho of the probabilities is the slab's, but the structure delivered from them
+    # (binarized at the porosity) is white speckle in that half
+    logits = (x * 2 - 1) * 10.0
+    logits[:, :, :, 8:] = 0.05 * torch.randn(logits[:, :, :, 8:].shape, generator=g)
+    logits.requires_grad_(True)
+    soft, hard = morphology_loss(logits, x), morphology_loss(logits, x, binarize=True)
+    assert hard.item() > 3 * soft.item(), (soft.item(), hard.item())
+    hard.backward()  # straight-through: the gradient reaches the logits
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    # binarization keeps round(phi * V) voxels of each row and is the identity on a binary map
+    p = torch.rand(3, 8, 8, generator=g)
+    b = binarize_straight_through(p, torch.tensor([0.25, 0.5, 0.75]))
+    torch.testing.assert_close(b, b.round())  # values 0 / 1 (to rounding of hard + p - p)
+    assert b.round().sum((1, 2)).tolist() == [16.0, 32.0, 48.0]
+    assert morphology_loss((x * 2 - 1) * 30.0, x, binarize=True).item() < 1e-6
+
+
 def test_mixture_prior_round_trips_through_the_state_dict_and_samples_its_moments():
     model = PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2)
     cov = torch.tensor([[[0.25, 0.0], [0.0, 1.0]], [[1.0, 0.5], [0.5, 1.0]]])
