@@ -27,7 +27,13 @@ step "4/6 dataset-size ablation (configs/ablate_demo.yaml)"
 $PY -m tuning ablate --config configs/ablate_demo.yaml --dataset "$DEMO/data" --storage-path "$DEMO/tune"
 
 step "5/6 promote the best trial to models:/pvae@champion"
-$PY -m tuning promote --study "$DEMO/tune/demo"
+PROMOTED=$($PY -m tuning promote --study "$DEMO/tune/demo" | tee /dev/stderr)
+# the promoted trial's test figures (reconstructions, prior samples, slerp interpolation, parity),
+# written in its final checkpoint: copied to $DEMO/model so a newcomer finds them
+CKPT=$(sed -n 's/.*; checkpoint \(.*\); max |.*/\1/p' <<<"$PROMOTED")
+FIGS=$(ls -d "$(dirname "$CKPT")"/checkpoint_*/eval 2>/dev/null | tail -n 1 || true)
+rm -rf "$DEMO/model"
+if [ -n "$FIGS" ]; then cp -r "$FIGS" "$DEMO/model"; fi
 
 step "6/6 inverse design of two held-out samples' properties, verified by the LBM solver"
 # Targets: porosity and k_xx of the first two samples of the test split (never seen in training);
@@ -53,7 +59,8 @@ Outputs of the demo (all under $DEMO/):
   descriptors        $DEMO/data/describe   (descriptors.csv, summary.png)
   Ray Tune study     $DEMO/tune/demo       (resume: python -m tuning resume $DEMO/tune/demo)
   ablation           $DEMO/tune/ablate_demo (table + PNG)
-  inverse design     $DEMO/design          (results.csv, candidate .tif, figures)
+  promoted model     $DEMO/model           (reconstruction, generated = prior samples, interpolation, parity PNGs)
+  inverse design     $DEMO/design          (results.csv, candidate .tif, figures/slices_t*.png: target beside designs)
   MLflow store       $MLFLOW_TRACKING_URI
 Open the MLflow UI:  .venv/bin/mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI   (http://127.0.0.1:5000)
 TXT
