@@ -27,10 +27,10 @@ step "4/6 dataset-size ablation (configs/ablate_demo.yaml)"
 $PY -m tuning ablate --config configs/ablate_demo.yaml --dataset "$DEMO/data" --storage-path "$DEMO/tune"
 
 step "5/6 promote the best trial to models:/pvae@champion"
-PROMOTED=$($PY -m tuning promote --study "$DEMO/tune/demo" | tee /dev/stderr)
+$PY -m tuning promote --study "$DEMO/tune/demo" | tee "$DEMO/promote.log"
 # the promoted trial's test figures (reconstructions, prior samples, slerp interpolation, parity),
 # written in its final checkpoint: copied to $DEMO/model so a newcomer finds them
-CKPT=$(sed -n 's/.*; checkpoint \(.*\); max |.*/\1/p' <<<"$PROMOTED")
+CKPT=$(sed -n 's/.*; checkpoint \(.*\); max |.*/\1/p' "$DEMO/promote.log")
 FIGS=$(ls -d "$(dirname "$CKPT")"/checkpoint_*/eval 2>/dev/null | tail -n 1 || true)
 rm -rf "$DEMO/model"
 if [ -n "$FIGS" ]; then cp -r "$FIGS" "$DEMO/model"; fi
