@@ -34,6 +34,7 @@ from core.properties import is_k_component
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
+from inverse.evaluation import distinct_hits
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, with_training_bars
 from inverse.verify import verified_values, verify_batch
@@ -299,16 +300,27 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     t0 = time.perf_counter()
     screen = surrogate is not None and cfg.screen_top > 0
     n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
-    idx = select_candidates(res.z, res.f, n_pick, cfg.min_distance * space.scale)
-    scr_rank = list(range(len(idx)))
+    distinct = cfg.candidate_max_iou < 1
+    pool = max(n_pick, cfg.candidate_pool * cfg.n_candidates) if distinct else n_pick
+    idx = select_candidates(res.z, res.f, pool, cfg.min_distance * space.scale)  # best first
+    order = list(range(len(idx)))  # positions in idx, best first
     scr_dist, scr_raw = None, None
     if screen and idx:
-        scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[idx])
-        order = np.argsort(scr_dist, kind="stable")[: cfg.n_candidates]  # best surrogate estimates first
-        scr_rank = [int(o) for o in order]
+        screened = idx[:n_pick]
+        scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[screened])
+        order = [int(o) for o in np.argsort(scr_dist, kind="stable")]  # best surrogate estimates first
+        res.info["screened"] = len(screened)
+    if distinct and len(order) > cfg.n_candidates:
+        # delivered structures (decoded, binarized, cleaned; cached, no solver call) kept when distinct
+        ims = [d.im for d in delivery(res.z[[idx[o] for o in order]])]
+        keep = distinct_hits(ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)
+        keep += [j for j in range(len(order)) if j not in keep][: cfg.n_candidates - len(keep)]
+        order = [order[j] for j in sorted(keep)]
+    order = order[: cfg.n_candidates]
+    scr_rank = order
+    if scr_dist is not None:
         scr_dist, scr_raw = scr_dist[order], scr_raw[order]
-        res.info["screened"] = len(idx)
-        idx = [idx[o] for o in order]
+    idx = [idx[o] for o in order]
     res.info["screen_s"] = time.perf_counter() - t0
     z = res.z[idx]  # (n, L)
     pred = obj.predict(z)  # (n, P): the estimate the search used

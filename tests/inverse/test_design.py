@@ -494,3 +494,24 @@ def test_every_method_gets_the_same_solver_budget_and_gradient_is_judged_by_the_
     assert gr["objective"].iloc[0] == pytest.approx(g.f.min())
     # every verified candidate, whatever its method, carries its morphology
     assert res["ss_ratio_train"].notna().all() and res["euler_density"].notna().all()
+
+
+def test_candidates_are_distinct_structures_when_the_search_offers_them(trained, tmp_path):
+    from inverse.design import design
+    from inverse.evaluation import distinct_hits, pore_iou
+
+    ids, y = held_out(trained["data"])
+    spec = f"porosity={float(y[0, 0]):.4f},k_xx={float(y[0, 1]):.5g}"
+    ims = {}
+    for name, max_iou in (("latent", 1.0), ("iou", 0.5)):
+        cfg = design_cfg(trained, tmp_path / name, targets=[spec], methods=["random"], n_calls=16,
+                         n_candidates=3, candidate_max_iou=max_iou)
+        design(cfg, log=lambda *a: None)
+        res = pd.read_csv(tmp_path / name / "results.csv").sort_values("candidate")
+        assert len(res) == 3  # the verification budget does not change
+        ims[name] = [read_volume(tmp_path / name / t) for t in res["tif"]]
+    # the best candidate is the same; the structure rule never yields fewer distinct structures
+    assert pore_iou(ims["latent"][0], ims["iou"][0]) == 1.0
+    assert len(distinct_hits(ims["iou"], max_iou=0.5)) >= len(distinct_hits(ims["latent"], max_iou=0.5))
+    with pytest.raises(ValueError, match="candidate_max_iou"):
+        design_cfg(trained, tmp_path / "bad", candidate_max_iou=0.0)
