@@ -146,7 +146,9 @@ def run_set(args, bundle, model: str, set_name: str, targets, seeds: list[int], 
                            allow_extrapolation=True, property_model=args.property_model,
                            surrogate=args.surrogate, screen_top=args.screen_top if args.surrogate else 0,
                            manifold_weight=args.manifold_weight, bo_engine=args.bo_engine,
-                           gradient_steps=args.gradient_steps, tol_porosity=MAIN_RUNG[0], tol_k=MAIN_RUNG[1])
+                           gradient_steps=args.gradient_steps, tol_porosity=MAIN_RUNG[0], tol_k=MAIN_RUNG[1],
+                           noise_variants=args.noise_variants,
+                           reference_dataset=args.eval_dataset if set_name == "eval" else None)
         t0 = time.perf_counter()
         outcome = design(cfg, bundle=bundle, log=lambda *a: None)
         walls[s] = time.perf_counter() - t0
@@ -248,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ood-min-bin", type=int, default=5,
                    help="fewest training samples within +-0.025 porosity for an ood target there")
     p.add_argument("--match-reference", action="store_true",
-                   help="dev in/multi targets name their sample (ref=<id>): designs are held to its specific "
-                        "surface (DesignConfig.match_reference) and judged against it (looks_like_ref); the eval "
-                        "set's samples are not in the model's dataset and get no reference")
+                   help="in/multi targets name their sample (ref=<id>, read from the eval dataset for the eval "
+                        "set): designs are held to its specific surface (DesignConfig.match_reference) and judged "
+                        "against it (looks_like_ref)")
+    p.add_argument("--noise-variants", type=int, default=6,
+                   help="texture variants of each search's best latent judged before the candidates are chosen "
+                        "(DesignConfig.noise_variants; 0 = the search's latents alone)")
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print the summary records as JSON")
     args = p.parse_args(argv)
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                                       prefix="eval_", min_bin=args.ood_min_bin, properties=bundle.properties)
         else:
             raise SystemExit(f"unknown set {set_name!r}: dev or eval")
-        if args.match_reference and set_name == "dev":  # in / multi targets: look like their own sample
+        if args.match_reference:  # in / multi targets: look like their own sample (of their own dataset)
             own = targets["kind"].isin(["in", "multi"])
             targets.loc[own, "spec"] = targets.loc[own, "spec"] + ",ref=" + targets.loc[own, "sample_id"]
         notes += [f"{set_name}: {x}" for x in n]

@@ -85,7 +85,15 @@ class DesignConfig(FlatConfig):
         greedy in rank order, structures whose pore IoU with every one kept is <= candidate_max_iou
         (issue 14's "distinct": on the evaluation set every pair of BO's 3 latent-distinct
         candidates had a pore IoU above 0.5, median 0.96), filled up in rank order when fewer are
-        distinct; candidate_max_iou 1 keeps the latent rule alone. threshold: "target" (pore
+        distinct; candidate_max_iou 1 keeps the latent rule alone. IoU is taken on the minority
+        phase (:func:`inverse.evaluation.phase_iou`). noise_variants: texture variants of the best
+        latent judged by the search's objective before the candidates are chosen (its structure
+        decoded with noise fields 1..noise_variants of the spatial latent: with the "solver"
+        property model one solver call each, counted in ``variant_solver_calls``); decode(z) uses
+        one fixed noise field, which places the pores whatever z is (8 prior codes decoded with it:
+        pairwise pore IoU 0.57-0.68, bench/RESULTS.md), so without variants the latents near the
+        best deliver near copies of one structure. 0 = none; ignored with surrogate screening, for
+        the regressor objective and for models without a spatial latent. threshold: "target" (pore
         fraction matches the target porosity, or the predicted one when porosity is not an exact target), "decoded" (matches the decoded
         field's mean pore probability) or "fixed" (``fixed_threshold`` on the probability).
         clean: remove floating solid islands up to ``max_island`` voxels and isolated pore
@@ -110,6 +118,8 @@ class DesignConfig(FlatConfig):
         ``reference_band`` (default 0.8-1.25, the generative-fidelity criterion of
         ``looks_like_ref``). HIT stays the property conditions; results.csv reports
         ``ss_ratio_ref``, ``s2_distance_ref`` and ``looks_like_ref`` beside it.
+        reference_dataset: the dataset folder those sample ids belong to (default: the model's
+        dataset; an evaluation set built apart from it names its own samples).
     Output
         out: output folder; mlflow: log the run; experiment: MLflow experiment name; figures.
     """
@@ -151,6 +161,7 @@ class DesignConfig(FlatConfig):
     min_distance: float = 0.5
     candidate_max_iou: float = 0.5
     candidate_pool: int = 4
+    noise_variants: int = 6
     threshold: str = "target"
     fixed_threshold: float = 0.5
     clean: bool = True
@@ -161,6 +172,7 @@ class DesignConfig(FlatConfig):
     morphology_weight: float = 100.0
     match_reference: bool = True
     reference_band: list[float] = field(default_factory=lambda: [0.8, 1.25])
+    reference_dataset: str | None = None
     # output
     out: str = "runs/inverse"
     mlflow: bool = True
@@ -210,8 +222,9 @@ class DesignConfig(FlatConfig):
         if not 0 < self.fixed_threshold < 1:
             check.bad("fixed_threshold", "must be in (0, 1)")
         check.at_least(("n_candidates", "candidate_pool"), 1)
+        check.at_least(("noise_variants",), 0, "must be >= 0 (0 = no texture variants)")
         if not 0 < self.candidate_max_iou <= 1:
-            check.bad("candidate_max_iou", "must be in (0, 1] (pore IoU)")
+            check.bad("candidate_max_iou", "must be in (0, 1] (minority-phase IoU)")
         for name in ("morphology_band", "reference_band"):
             band = getattr(self, name)
             if not (isinstance(band, (list, tuple)) and len(band) == 2 and 0 < float(band[0]) < 1 < float(band[1])):

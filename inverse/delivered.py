@@ -45,11 +45,20 @@ from inverse.verify import verified_values, verify_batch
 
 # --- decoding ---------------------------------------------------------------------------------
 @torch.no_grad()
-def decode_probabilities(model, z: np.ndarray) -> np.ndarray:
-    """Latents (B, L) -> pore probabilities (B, *shape) float64."""
+def decode_probabilities(model, z: np.ndarray, noise: int = 0) -> np.ndarray:
+    """Latents (B, L) -> pore probabilities (B, *shape) float64.
+
+    ``noise``: seed of the spatial latent's noise field (``PVAE.decode``); 0 is the model's fixed
+    field (``decode(z)``), another seed draws another structure of the same global code."""
     p = next(model.parameters())
     zt = torch.as_tensor(np.atleast_2d(z), dtype=p.dtype, device=p.device)
-    return torch.sigmoid(model.decode(zt))[:, 0].double().cpu().numpy()  # (B, *shape)
+    logits = model.decode(zt) if not noise else model.decode(zt, noise=int(noise))
+    return torch.sigmoid(logits)[:, 0].double().cpu().numpy()  # (B, *shape)
+
+
+def has_noise(model) -> bool:
+    """The model's decoder takes a noise field (a spatial latent): other seeds give other structures."""
+    return bool(getattr(model, "spatial_channels", 0))
 
 
 def porosity_goal(threshold: str, target: Target | None, pred: dict[str, float], prob: np.ndarray,
@@ -86,12 +95,20 @@ class Delivered:
     info: dict
 
 
+def variant_key(z_row: np.ndarray, noise: int = 0) -> bytes:
+    """Cache key of one delivered structure: the bytes of z (float64), plus the noise seed when not 0."""
+    key = np.asarray(z_row, dtype=np.float64).tobytes()
+    return key if not noise else key + b"|noise" + str(int(noise)).encode()
+
+
 class Delivery:
     """z -> the structure the design would deliver for it (decode, porosity goal, binarize, clean).
 
     The same object makes the objective's structures and the final candidates, so a candidate is
     exactly what its objective value was computed on. Results are cached by the bytes of z
-    (float64), which also makes repeated evaluations free.
+    (float64) and the noise seed, which also makes repeated evaluations free. ``noise`` (an int,
+    one for the whole call) is the seed of the spatial latent's noise field: 0 = decode(z), the
+    structure the search sees; other seeds are texture variants of the same code.
     """
 
     def __init__(self, model, norm, target: Target | None, threshold: str = "target", fixed_threshold: float = 0.5,
@@ -110,13 +127,13 @@ class Delivery:
         zt = torch.as_tensor(np.atleast_2d(z), dtype=self._dtype, device=self._device)
         return self.norm.inverse(self.model.predict_properties(zt).cpu().numpy())
 
-    def __call__(self, z: np.ndarray) -> list[Delivered]:
+    def __call__(self, z: np.ndarray, noise: int = 0) -> list[Delivered]:
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))  # (B, L)
-        keys = [row.tobytes() for row in z]
+        keys = [variant_key(row, noise) for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
         if todo:
             zt = z[todo]  # (b, L)
-            probs = decode_probabilities(self.model, zt)  # (b, *shape)
+            probs = decode_probabilities(self.model, zt, noise)  # (b, *shape)
             preds = self.regressor_raw(zt)  # (b, P)
             for i, prob, pr in zip(todo, probs, preds):
                 pd_ = {n: float(v) for n, v in zip(self.norm.names, pr)}
@@ -288,14 +305,14 @@ class DeliveredObjective(Objective):
         self._morph = (ratio, lo, hi, float(weight))
         self._ratio_cache: dict[bytes, float] = {}
 
-    def morphology_ratios(self, z: np.ndarray) -> np.ndarray:
+    def morphology_ratios(self, z: np.ndarray, noise: int = 0) -> np.ndarray:
         """(B,) specific-surface ratio of the delivered structures of z (nan without set_morphology)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         if self._morph is None:
             return np.full(len(z), np.nan)
-        keys = [row.tobytes() for row in z]
+        keys = [variant_key(row, noise) for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self._ratio_cache]
-        for i, d in zip(todo, self.delivery(z[todo]) if todo else []):
+        for i, d in zip(todo, self.delivery(z[todo], noise) if todo else []):
             self._ratio_cache[keys[i]] = float(self._morph[0](d.im))
         return np.array([self._ratio_cache[k] for k in keys])
 
@@ -304,11 +321,11 @@ class DeliveredObjective(Objective):
         """A morphology penalty is set (:meth:`set_morphology`)."""
         return self._morph is not None
 
-    def morphology_log_ratios(self, z: np.ndarray) -> np.ndarray:
+    def morphology_log_ratios(self, z: np.ndarray, noise: int = 0) -> np.ndarray:
         """(B,) ln of the specific-surface ratio of the delivered structures of z, a structure without
         surface (ratio 0 or nan) at ln 1e-3: far outside any band. What the composite BO models with a
         Gaussian process of its own (:func:`inverse.search.run_bo_composite`)."""
-        r = self.morphology_ratios(z)
+        r = self.morphology_ratios(z, noise)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(np.where(np.isfinite(r) & (r > 0), r, 1e-3))
 
@@ -321,24 +338,38 @@ class DeliveredObjective(Objective):
         d = np.maximum(np.log(lo) - lr, 0.0) + np.maximum(lr - np.log(hi), 0.0)
         return w * (d / np.log(hi)) ** 2
 
-    def morphology_penalty(self, z: np.ndarray) -> np.ndarray:
+    def morphology_penalty(self, z: np.ndarray, noise: int = 0) -> np.ndarray:
         """(B,) the morphology penalty of latents z (0 inside the band or without set_morphology)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
         if self._morph is None:
             return np.zeros(len(z))
-        return self.morphology_penalty_of(self.morphology_log_ratios(z))
+        return self.morphology_penalty_of(self.morphology_log_ratios(z, noise))
 
     @torch.no_grad()
     def evaluate(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, p = super().evaluate(z)
         return f + self.morphology_penalty(z), p
 
-    def _raw(self, z: np.ndarray) -> np.ndarray:
+    @torch.no_grad()
+    def evaluate_variants(self, z: np.ndarray, noise: int) -> np.ndarray:
+        """Objective (B,) of the structures delivered from latents z (B, L) with noise field ``noise``:
+        the texture variants of :func:`inverse.design.select_step`, judged exactly like the search's
+        evaluations (same estimate, penalties and tolerance) but not counted as search evaluations;
+        each new variant is one solver call with property_model "solver" (``solver_calls``)."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+        p_norm = self.norm.transform(self._raw(z, noise))  # (B, P)
+        return self.objective_of(p_norm, z) + self.morphology_penalty(z, noise)
+
+    def predict_variants(self, z: np.ndarray, noise: int) -> np.ndarray:
+        """Estimated raw properties (B, P) of the structures delivered from z with noise field ``noise``."""
+        return self._raw(z, noise)
+
+    def _raw(self, z: np.ndarray, noise: int = 0) -> np.ndarray:
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))  # (B, L)
-        keys = [row.tobytes() for row in z]
+        keys = [variant_key(row, noise) for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self._pred_cache]
         if todo:
-            ims = np.stack([d.im for d in self.delivery(z[todo])])  # (b, *shape)
+            ims = np.stack([d.im for d in self.delivery(z[todo], noise)])  # (b, *shape)
             if self.property_model == "reencode":
                 raw = reencode_properties(self.model, self.norm, ims)
             elif self.property_model == "solver":

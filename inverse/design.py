@@ -33,7 +33,8 @@ from core.cli import failed
 from core.properties import is_k_component
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
-from inverse.delivered import Delivery, decode_probabilities, make_objective, screen_scores  # noqa: F401
+from inverse.delivered import (Delivery, DeliveredObjective, decode_probabilities, has_noise,  # noqa: F401
+                               make_objective, screen_scores)
 from inverse.evaluation import distinct_hits
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, with_training_bars
@@ -100,6 +101,7 @@ class Candidate:
     morphology: dict = field(default_factory=dict)  # inverse.morphology_check columns
     verification: Verification | None = None
     source_id: str | None = None  # lookup: the training sample delivered as it is
+    noise_seed: int = 0  # the spatial latent's noise field: 0 = decode(z), else a texture variant of z
 
     @property
     def binary_porosity(self) -> float:
@@ -125,7 +127,7 @@ class Candidate:
         row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
                     "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
                     "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
-                    "pores_removed": self.pores_removed})
+                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed})
         row.update(self.morphology)
         row.update({f"z{d}": float(v) for d, v in enumerate(self.z)})
         v = self.verification
@@ -293,10 +295,16 @@ def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective:
 def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResult, obj: Objective,
                 objective: Objective, space: LatentSpace, delivery: Delivery, properties: list[str],
                 surrogate=None, morph_ref=None) -> list[Candidate]:
-    """Step 2: the best distinct latents of a search, screened by the surrogate (when given and
+    """Step 2: the best distinct designs of a search, screened by the surrogate (when given and
     ``cfg.screen_top`` > 0: the ``screen_top`` best are ranked by the surrogate's estimate of their
     delivered structure and the best ``n_candidates`` kept), delivered (decoded, binarized, cleaned)
-    and described (estimates, morphology) as :class:`Candidate` records, best first."""
+    and described (estimates, morphology) as :class:`Candidate` records, best first.
+
+    A design is a latent and a noise field: besides the search's evaluations (noise 0, what the
+    search saw), the best latent's texture variants (noise 1..``cfg.noise_variants``: other draws of
+    the spatial latent, other structures of the same global code) are judged by the search's
+    objective; candidates are then taken best objective first, structures distinct (minority-phase
+    IoU <= ``cfg.candidate_max_iou``) before near copies."""
     t0 = time.perf_counter()
     screen = surrogate is not None and cfg.screen_top > 0
     n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
@@ -310,34 +318,42 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[screened])
         order = [int(o) for o in np.argsort(scr_dist, kind="stable")]  # best surrogate estimates first
         res.info["screened"] = len(screened)
-    if distinct and len(order) > cfg.n_candidates:
-        # delivered structures (decoded, binarized, cleaned; cached, no solver call) kept when distinct
-        ims = [d.im for d in delivery(res.z[[idx[o] for o in order]])]
+    entries = [(o, 0, float(res.f[idx[o]])) for o in order]  # (position in idx, noise seed, objective)
+    calls0 = int(getattr(obj, "solver_calls", 0))
+    if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
+            and isinstance(obj, DeliveredObjective)):
+        z0 = res.z[idx[order[0]]][None]  # (1, L): the best latent
+        entries += [(order[0], s, float(obj.evaluate_variants(z0, s)[0])) for s in range(1, cfg.noise_variants + 1)]
+        entries.sort(key=lambda e: (e[2], e[1] > 0))  # best objective first; the search's own on ties
+    res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
+    if distinct and len(entries) > cfg.n_candidates:
+        # delivered structures (decoded, binarized, cleaned; cached) kept when distinct
+        ims = [delivery(res.z[idx[o]], s)[0].im for o, s, _ in entries]
         keep = distinct_hits(ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)
-        keep += [j for j in range(len(order)) if j not in keep][: cfg.n_candidates - len(keep)]
-        order = [order[j] for j in sorted(keep)]
-    order = order[: cfg.n_candidates]
-    scr_rank = order
+        keep += [j for j in range(len(entries)) if j not in keep][: cfg.n_candidates - len(keep)]
+        entries = [entries[j] for j in sorted(keep)]
+    entries = entries[: cfg.n_candidates]
+    pos = [o for o, _, _ in entries]
     if scr_dist is not None:
-        scr_dist, scr_raw = scr_dist[order], scr_raw[order]
-    idx = [idx[o] for o in order]
+        scr_dist, scr_raw = scr_dist[pos], scr_raw[pos]
     res.info["screen_s"] = time.perf_counter() - t0
-    z = res.z[idx]  # (n, L)
-    pred = obj.predict(z)  # (n, P): the estimate the search used
-    regz = objective.predict(z)  # (n, P): the regressor on z (diagnostic)
-    dist = obj.distances(z)  # (n,)
-    maha = space.mahalanobis(z)  # (n,)
     out = []
-    for rank, (i, zi, dv) in enumerate(zip(idx, z, delivery(z))):
+    for rank, (o, seed, f) in enumerate(entries):
+        i = idx[o]
+        zi = res.z[i][None]  # (1, L)
+        dv = delivery(zi, seed)[0]
+        pred = obj.predict_variants(zi, seed) if seed else obj.predict(zi)  # (1, P): the search's estimate
+        dist = obj.distance(torch.as_tensor(obj.norm.transform(pred), dtype=torch.float64)).numpy()
+        regz = objective.predict(zi)[0]  # (P,): the regressor on z (diagnostic)
         c = Candidate(target.target_id, target.describe(), method, rank, res.info["property_model"], int(i),
-                      float(res.f[i]), float(dist[rank]), float(maha[rank]), bool(space.inside(zi)[0]),
-                      pred={p: float(v) for p, v in zip(properties, pred[rank])},
-                      regz={p: float(v) for p, v in zip(properties, regz[rank])}, z=zi, im=dv.im,
+                      f, float(dist[0]), float(space.mahalanobis(zi)[0]), bool(space.inside(zi)[0]),
+                      pred={p: float(v) for p, v in zip(properties, pred[0])},
+                      regz={p: float(v) for p, v in zip(properties, regz)}, z=res.z[i], im=dv.im,
                       threshold_rule=cfg.threshold, threshold=dv.threshold, porosity_goal=dv.goal,
                       decoded_porosity=dv.decoded_porosity, solid_removed=int(dv.info.get("solid_removed", 0)),
-                      pores_removed=int(dv.info.get("pores_removed", 0)))
+                      pores_removed=int(dv.info.get("pores_removed", 0)), noise_seed=int(seed))
         if scr_raw is not None:
-            c.screen_from, c.screen_distance = int(scr_rank[rank]), float(scr_dist[rank])
+            c.screen_from, c.screen_distance = int(o), float(scr_dist[rank])
             c.sur = {p: float(v) for p, v in zip(properties, scr_raw[rank]) if p != "porosity"}
         if morph_ref is not None:
             c.morphology = morph_ref.columns(dv.im, target.reference)
@@ -469,17 +485,21 @@ def _tables(cfg: DesignConfig, outcomes: list[TargetOutcome]) -> tuple[pd.DataFr
                 ver_s = float(res.info.get("verify_s", 0.0))
                 n_search = int(res.info.get("search_solver_calls", 0))
                 n_ver = int(res.info.get("verify_solver_calls", 0))
+                n_var = int(res.info.get("variant_solver_calls", 0))
                 timing.append({"target_id": t.target_id, "method": m, "property_model": res.info.get("property_model"),
                                "search_s": res.time_s, "candidate_s": cand_s, "verify_s": ver_s,
                                "total_s": res.time_s + cand_s + ver_s, "search_solver_calls": n_search,
-                               "verify_solver_calls": n_ver, "solver_calls": n_search + n_ver})
+                               "variant_solver_calls": n_var, "verify_solver_calls": n_ver,
+                               "solver_calls": n_search + n_var + n_ver})
             summary.append(rec)
     return results, pd.DataFrame(summary), pd.DataFrame(timing)
 
 
-def _with_bar_reference(t: Target, bundle) -> Target:
+def _with_bar_reference(t: Target, bundle, elsewhere: bool = False) -> Target:
     """An optimizing target without ``ref=`` gets the training sample of its first max/min bar as
-    reference structure (figures, ss_ratio_ref / s2_distance_ref); other targets unchanged."""
+    reference structure (figures, ss_ratio_ref / s2_distance_ref); other targets unchanged.
+    ``elsewhere``: the targets' references live in another dataset (DesignConfig.reference_dataset),
+    so the bar sample is named ``train:<id>`` (inverse.morphology_check.TRAIN_PREFIX)."""
     import dataclasses
 
     c = next((c for c in t.conditions if c.kind in ("max", "min")), None)
@@ -488,7 +508,8 @@ def _with_bar_reference(t: Target, bundle) -> Target:
     col = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index(c.prop)]
     col = np.where(np.isfinite(col), col, -np.inf if c.kind == "max" else np.inf)
     i = int(np.argmax(col) if c.kind == "max" else np.argmin(col))
-    return dataclasses.replace(t, reference=str(bundle.ids_train[i]))
+    from inverse.morphology_check import TRAIN_PREFIX
+    return dataclasses.replace(t, reference=(TRAIN_PREFIX if elsewhere else "") + str(bundle.ids_train[i]))
 
 
 def hit_meaning(t: Target, cfg: DesignConfig) -> str:
@@ -537,7 +558,8 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     # maximize / minimize: a hit must beat the best training sample (with_training_bars)
     targets = [with_training_bars(t, bundle.y_train, bundle.properties) for t in targets]
     # ... and is shown (and its morphology compared) beside the training sample that sets the bar
-    targets = [_with_bar_reference(t, bundle) for t in targets]
+    elsewhere = bool(cfg.reference_dataset) and Path(cfg.reference_dataset).resolve() != Path(bundle.dataset).resolve()
+    targets = [_with_bar_reference(t, bundle, elsewhere) for t in targets]
     surrogate = None
     if cfg.surrogate:
         from inverse.delivered import check_surrogate, load_design_surrogate
@@ -550,7 +572,8 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     log(f"model {cfg.model} ({bundle.folder}): {bundle.cfg.dims}D, latent_dim {space.dim}, predicts "
         f"{', '.join(bundle.properties)}; {len(bundle.ids_train)} training latents; {len(targets)} target(s)")
     from inverse.morphology_check import MorphologyReference
-    morph_ref = MorphologyReference(bundle.dataset, bundle.ids_train, seed=cfg.seed)
+    morph_ref = MorphologyReference(bundle.dataset, bundle.ids_train, seed=cfg.seed,
+                                    reference_dataset=cfg.reference_dataset)
     for t in targets:
         if t.reference:
             morph_ref.sample(t.reference)  # a missing reference sample fails here, before any search

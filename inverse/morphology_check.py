@@ -20,30 +20,41 @@ from data_pipeline.io import read_volume, volume_path
 
 SS_BAND = (0.8, 1.25)  # specific-surface ratio counted as "the same material"
 S2_MAX = 0.05  # largest RMS S2 distance counted as "the same material"
+TRAIN_PREFIX = "train:"  # a reference id of the model's own dataset when the references live elsewhere
 
 
 class MorphologyReference:
-    """Morphology of (up to ``n``, seeded) training structures of ``dataset`` and of named samples."""
+    """Morphology of (up to ``n``, seeded) training structures of ``dataset`` and of named samples.
 
-    def __init__(self, dataset: str | Path, train_ids: list[str], n: int = 256, seed: int = 0):
+    Named samples (a target's ``ref=<sample_id>``) are read from ``reference_dataset`` (default
+    ``dataset``): targets drawn from an evaluation set built apart from the training data name
+    samples of that set."""
+
+    def __init__(self, dataset: str | Path, train_ids: list[str], n: int = 256, seed: int = 0,
+                 reference_dataset: str | Path | None = None):
         self.dataset = Path(dataset)
+        self.reference_dataset = Path(reference_dataset) if reference_dataset else self.dataset
         rng = np.random.default_rng(seed)
         ids = list(train_ids)
         if len(ids) > n:
             ids = [ids[i] for i in np.sort(rng.choice(len(ids), n, replace=False))]
-        self.train = mo.describe_set([self._volume(i) for i in ids])
+        self.train = mo.describe_set([self._volume(i, self.dataset) for i in ids])
         self._samples: dict[str, dict] = {}
 
-    def _volume(self, sample_id: str) -> np.ndarray:
-        path = volume_path(self.dataset, sample_id)
+    @staticmethod
+    def _volume(sample_id: str, dataset: Path) -> np.ndarray:
+        path = volume_path(dataset, sample_id)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: reference sample {sample_id!r} not found in {self.dataset}")
+            raise FileNotFoundError(f"{path}: reference sample {sample_id!r} not found in {dataset}")
         return read_volume(path).astype(bool)
 
     def sample(self, sample_id: str) -> tuple[np.ndarray, dict]:
-        """(volume, morphology) of one sample of the dataset (any split), cached."""
+        """(volume, morphology) of one sample of the reference dataset (any split), cached; an id
+        ``train:<id>`` names a sample of the model's dataset (a maximize target's bar sample)."""
         if sample_id not in self._samples:
-            im = self._volume(sample_id)
+            own = sample_id.startswith(TRAIN_PREFIX)
+            im = self._volume(sample_id[len(TRAIN_PREFIX):] if own else sample_id,
+                              self.dataset if own else self.reference_dataset)
             self._samples[sample_id] = {"im": im, "m": mo.morphology(im)}
         rec = self._samples[sample_id]
         return rec["im"], rec["m"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from inverse.evaluation import (aggregate, bootstrap_ci, compare, distinct_hits, ladder_hit, make_targets,
-                                paired_difference_ci, pore_iou, porosity_bin_max)
+                                paired_difference_ci, phase_iou, pore_iou, porosity_bin_max)
 
 
 # --- bootstrap intervals ---------------------------------------------------------------------------
@@ -74,6 +74,20 @@ def test_distinct_hits_counts_structures_pairwise_below_the_iou_bound():
     assert distinct_hits([base, base, base]) == [0]
     assert distinct_hits([base, near], max_iou=0.95) == [0, 1]
     assert distinct_hits([]) == []
+
+
+def test_phase_iou_scores_independent_structures_low_at_any_porosity():
+    """On the pores two independent structures of porosity 0.8 score phi / (2 - phi) = 0.67; on the
+    minority phase (the solid, 0.2) they score 0.2 / 1.8 = 0.11: distinct, as they are."""
+    rng = np.random.default_rng(1)
+    a, b = (rng.random((24, 24, 24)) < 0.8 for _ in range(2))
+    assert pore_iou(a, b) == pytest.approx(0.8 / 1.2, abs=0.02)
+    assert phase_iou(a, b) == pytest.approx(0.2 / 1.8, abs=0.02)
+    assert phase_iou(a, b) == pytest.approx(phase_iou(~a, ~b))  # symmetric in pore and solid
+    assert phase_iou(a, a) == 1.0
+    assert distinct_hits([a, b]) == [0, 1]  # pore IoU would have called them the same structure
+    with pytest.raises(ValueError, match="shapes"):
+        phase_iou(a, a[:-1])
 
 
 # --- the tolerance ladder ------------------------------------------------------------------------
