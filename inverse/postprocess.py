@@ -24,10 +24,10 @@ from scipy import ndimage
 
 def porosity_threshold(prob: np.ndarray, phi: float) -> float:
     """Threshold t such that the fraction of voxels with prob > t is (as close as possible to) phi
-    (the evaluation's rule, :func:`models.evaluate.porosity_thresholds`, on one structure)."""
+    (the evaluation's rule, :func:`models.binarize.porosity_thresholds`, on one structure)."""
     import torch
 
-    from models.evaluate import porosity_thresholds
+    from models.binarize import porosity_thresholds
 
     p = torch.as_tensor(np.asarray(prob, dtype=np.float64))[None]  # (1, *shape)
     return float(porosity_thresholds(p, float(np.clip(phi, 0.0, 1.0)))[0])

@@ -18,6 +18,7 @@ from core.cli import add_checkpoint_arguments, failed
 from core.io import json_safe as _json_safe
 from core.properties import is_diagonal, is_k_component
 from models import plots
+from models.binarize import binarize_at, binarize_expected, porosity_thresholds  # noqa: F401  (re-exported)
 from models.checkpoint import Normalizer
 from models.latent import slerp
 from models.losses import two_point_s2  # noqa: F401  (re-exported)
@@ -91,40 +92,6 @@ def code_porosity(norm: Normalizer, names: list[str]):
         y = props_norm.detach().float().cpu().numpy() if torch.is_tensor(props_norm) else props_norm
         return torch.from_numpy(np.ascontiguousarray(norm.inverse(y)[:, j], dtype=np.float32))
     return porosity_of
-
-
-def porosity_thresholds(prob: torch.Tensor, porosity) -> torch.Tensor:
-    """Per structure of (n, *shape) pore probabilities, the threshold t with ``prob > t`` on (as
-    close as possible to) round(porosity_i * V) voxels: midway between the last voxel kept and the
-    first one left (ties at it fall on one side together). ``porosity``: a float or (n,) values in
-    [0, 1]. Returns (n,) thresholds in the dtype of ``prob`` (float32 at least). The one porosity
-    rule of the project: evaluation, figures and inverse design's candidates all binarize with it."""
-    flat = prob.reshape(len(prob), -1)
-    flat = flat if flat.is_floating_point() and flat.dtype != torch.float16 else flat.float()  # (n, V)
-    n_vox = flat.shape[1]
-    phi = torch.as_tensor(porosity, dtype=torch.float64).clamp(0, 1).expand(len(flat))  # (n,)
-    n_pore = torch.round(phi * n_vox).long()  # (n,)
-    ranked = flat.sort(1, descending=True).values  # (n, V)
-    last_in = ranked.gather(1, (n_pore - 1).clamp(0, n_vox - 1).unsqueeze(1))[:, 0]  # smallest kept
-    first_out = ranked.gather(1, n_pore.clamp(0, n_vox - 1).unsqueeze(1))[:, 0]  # largest left out
-    thr = 0.5 * (last_in + first_out)
-    thr = torch.where(n_pore <= 0, ranked[:, 0], thr)  # nothing is pore: prob > max is empty
-    below = torch.nextafter(ranked[:, -1], torch.full_like(ranked[:, -1], -float("inf")))
-    return torch.where(n_pore >= n_vox, below, thr)  # everything is pore
-
-
-def binarize_at(prob: torch.Tensor, porosity) -> torch.Tensor:
-    """Binarize each structure of (n, *shape) pore probabilities at a porosity of its own
-    (:func:`porosity_thresholds`); ``porosity`` is a float or (n,) values. Returns bool, same shape."""
-    thr = porosity_thresholds(prob, porosity)  # (n,)
-    flat = prob.reshape(len(prob), -1).to(thr.dtype)  # (n, V)
-    return (flat > thr[:, None]).reshape(prob.shape)
-
-
-def binarize_expected(prob: torch.Tensor) -> torch.Tensor:
-    """Binarize each structure at its own expected porosity, the mean of its pore probabilities
-    (the "decoded" rule of inverse design): a fixed 0.5 turns a low-contrast map into one phase."""
-    return binarize_at(prob, prob.reshape(len(prob), -1).float().mean(1))
 
 
 def s2_nearest(s2_a: torch.Tensor, s2_b: torch.Tensor) -> np.ndarray:

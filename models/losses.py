@@ -6,6 +6,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from models.binarize import porosity_thresholds
+
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Closed-form KL(N(mu, diag(exp(logvar))) || N(0, I)) per sample, nats; (B,)."""
@@ -44,9 +46,8 @@ def correlation_curve(im: torch.Tensor) -> torch.Tensor:
 
 def binarize_straight_through(p: torch.Tensor, porosity: torch.Tensor) -> torch.Tensor:
     """(B, *shape) probabilities -> the structure delivered from them: 1 on the round(porosity * V)
-    most probable voxels of each row (:func:`models.evaluate.porosity_thresholds`, the project's one
+    most probable voxels of each row (:func:`models.binarize.porosity_thresholds`, the project's one
     binarization rule), with the gradient of ``p`` (straight-through estimator)."""
-    from models.evaluate import porosity_thresholds  # local: evaluate imports this module
 
     thr = porosity_thresholds(p.detach(), porosity.detach())  # (B,)
     hard = (p.detach() > thr.view((-1,) + (1,) * (p.ndim - 1))).to(p.dtype)  # (B, *shape) in {0, 1}
