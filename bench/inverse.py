@@ -18,6 +18,7 @@ start, no solver) and ``--n-calls`` points of its trajectories are judged by the
 objective; ``lookup`` delivers the training structures with the closest labels (no search). Then
 each verifies its ``--n-candidates`` best distinct candidates with the solver at the labels'
 tolerance (``--solver-tol``). Solver calls counted per method = structures solved in the search +
+texture variants of its best latent (``--noise-variants``, DesignConfig.noise_variants) +
 verifications (lookup: verifications only).
 
 A hit needs a converged verification and every condition within the rung's tolerances: the ladder
@@ -26,8 +27,8 @@ by construction for bo / random / gradient (their candidates are thresholded at 
 porosity); lookup's training structures have their own porosity. Rates: per target, the fraction
 of ``--seeds`` that hit (seeds averaged per target), then the mean over targets with a 95%
 percentile bootstrap interval over targets (2000 resamples). hit@1: the method's best candidate;
-hit@N: any of its N verified candidates. Diversity: up to 5 distinct hits per target (pairwise pore
-IoU <= 0.5, greedy in rank order) at porosity 0.02 / k 10%. Solver calls per hit: a target's solver
+hit@N: any of its N verified candidates. Diversity: up to 5 distinct hits per target (pairwise
+minority-phase IoU <= 0.5, greedy in rank order) at porosity 0.02 / k 10%. Solver calls per hit: a target's solver
 calls / its hits at that rung (infinite without a hit), median over targets and seeds.
 
 Run (the full evaluation; without --model, a model is first trained with --train-config):
@@ -206,8 +207,10 @@ def rules_text(args, summary) -> list[str]:
            if "lookup" in by_m else ""),
         f"Rates: seeds {','.join(map(str, args.seeds))} averaged per target, mean over targets, 95% percentile "
         "bootstrap interval over targets (2000 resamples).",
-        "Distinct hits: pairwise pore IoU <= 0.5, up to 5 per target, at porosity 0.02 / k 10%.",
-        "Solver calls per hit: a target's solver calls (search + verification) / its hits at porosity 0.02 / k 10%, "
+        "Distinct hits: pairwise minority-phase IoU <= 0.5 (inverse.evaluation.phase_iou), up to 5 per target, at "
+        "porosity 0.02 / k 10%.",
+        "Solver calls per hit: a target's solver calls (search + texture variants + verification) / its hits at "
+        "porosity 0.02 / k 10%, "
         "median over target x seed rows; inf (JSON null) when more than half of the rows have no hit. "
         "One solver call = one structure solved (along every targeted axis: 3 for multi targets).",
         "OOD targets: k_xx = 1.5-2x the largest training k_xx within +-0.025 porosity (no training sample can hit "
