@@ -328,7 +328,8 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
     if distinct and len(entries) > cfg.n_candidates:
         # delivered structures (decoded, binarized, cleaned; cached) kept when distinct
-        ims = [delivery(res.z[idx[o]], s)[0].im for o, s, _ in entries]
+        delivery(res.z[[idx[o] for o, s, _ in entries if s == 0]])  # the search's own in one decoder batch
+        ims = [delivery(res.z[idx[o]], s)[0].im for o, s, _ in entries]  # from the cache
         keep = distinct_hits(ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)
         keep += [j for j in range(len(entries)) if j not in keep][: cfg.n_candidates - len(keep)]
         entries = [entries[j] for j in sorted(keep)]
