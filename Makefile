@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -X faulthandler -m pytest
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
