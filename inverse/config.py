@@ -86,14 +86,20 @@ class DesignConfig(FlatConfig):
         (issue 14's "distinct": on the evaluation set every pair of BO's 3 latent-distinct
         candidates had a pore IoU above 0.5, median 0.96), filled up in rank order when fewer are
         distinct; candidate_max_iou 1 keeps the latent rule alone. IoU is taken on the minority
-        phase (:func:`inverse.evaluation.phase_iou`). noise_variants: texture variants of the best
-        latent judged by the search's objective before the candidates are chosen (its structure
-        decoded with noise fields 1..noise_variants of the spatial latent: with the "solver"
-        property model one solver call each, counted in ``variant_solver_calls``); decode(z) uses
-        one fixed noise field, which places the pores whatever z is (8 prior codes decoded with it:
-        pairwise pore IoU 0.57-0.68, bench/RESULTS.md), so without variants the latents near the
-        best deliver near copies of one structure. 0 = none; ignored with surrogate screening, for
-        the regressor objective and for models without a spatial latent. threshold: "target" (pore
+        phase (:func:`inverse.evaluation.phase_iou`). noise_variants: the most solver calls spent
+        on variants of the best latent before the candidates are chosen (:func:`inverse.design.variant_entries`):
+        its structure decoded with noise fields 1, 2, ... of the spatial latent, each judged by the
+        search's objective (with the "solver" property model one solver call each, counted in
+        ``variant_solver_calls``), until n_candidates distinct structures are estimated hits;
+        decode(z) uses one fixed noise field, which places the pores whatever z is (8 prior codes
+        decoded with it: pairwise pore IoU 0.57-0.68, bench/RESULTS.md), so without variants the
+        latents near the best deliver near copies of one structure. 0 = none; ignored with
+        surrogate screening, for the regressor objective and for models without a spatial latent.
+        porosity_shift: a variant whose k misses (texture alone moves k by 6-30%) is re-binarized
+        at a porosity shifted by at most porosity_shift x the porosity tolerance (default 0.5:
+        +-0.01 of a 0.02 tolerance), the shift from the Kozeny-Carman slope, when that estimate
+        reaches the k tolerance (:func:`inverse.delivered.porosity_shift_for`); exact porosity +
+        exact k targets only; the candidate's ``porosity_goal`` and ``porosity_shift`` say so. 0 = off. threshold: "target" (pore
         fraction matches the target porosity, or the predicted one when porosity is not an exact target), "decoded" (matches the decoded
         field's mean pore probability) or "fixed" (``fixed_threshold`` on the probability).
         clean: remove floating solid islands up to ``max_island`` voxels and isolated pore
@@ -161,7 +167,8 @@ class DesignConfig(FlatConfig):
     min_distance: float = 0.5
     candidate_max_iou: float = 0.5
     candidate_pool: int = 4
-    noise_variants: int = 6
+    noise_variants: int = 8
+    porosity_shift: float = 0.5
     threshold: str = "target"
     fixed_threshold: float = 0.5
     clean: bool = True
@@ -223,6 +230,8 @@ class DesignConfig(FlatConfig):
             check.bad("fixed_threshold", "must be in (0, 1)")
         check.at_least(("n_candidates", "candidate_pool"), 1)
         check.at_least(("noise_variants",), 0, "must be >= 0 (0 = no texture variants)")
+        if not 0 <= self.porosity_shift < 1:
+            check.bad("porosity_shift", "must be in [0, 1) (a fraction of the porosity tolerance; 0 = no shift)")
         if not 0 < self.candidate_max_iou <= 1:
             check.bad("candidate_max_iou", "must be in (0, 1] (minority-phase IoU)")
         for name in ("morphology_band", "reference_band"):

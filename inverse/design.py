@@ -34,7 +34,7 @@ from core.properties import is_k_component
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import (Delivery, DeliveredObjective, decode_probabilities, has_noise,  # noqa: F401
-                               make_objective, screen_scores)
+                               make_objective, porosity_shift_for, screen_scores)
 from inverse.evaluation import distinct_hits
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, with_training_bars
@@ -102,6 +102,7 @@ class Candidate:
     verification: Verification | None = None
     source_id: str | None = None  # lookup: the training sample delivered as it is
     noise_seed: int = 0  # the spatial latent's noise field: 0 = decode(z), else a texture variant of z
+    porosity_shift: float = 0.0  # the porosity goal's shift from the target's (variants: k brought to the target)
 
     @property
     def binary_porosity(self) -> float:
@@ -127,7 +128,8 @@ class Candidate:
         row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
                     "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
                     "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
-                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed})
+                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed,
+                    "porosity_shift": self.porosity_shift})
         row.update(self.morphology)
         row.update({f"z{d}": float(v) for d, v in enumerate(self.z)})
         v = self.verification
@@ -292,6 +294,57 @@ def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective:
     return out
 
 
+def _estimate_hits(target: Target, raw: np.ndarray, names: list[str]) -> bool:
+    """The estimated properties ``raw`` (P,) of a structure satisfy every condition of the target."""
+    d = {n: float(v) for n, v in zip(names, raw)}
+    return bool(target.hit(d, d))
+
+
+def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, z0: np.ndarray, pos: int,
+                    hit_ims: list[np.ndarray]) -> list[tuple[int, int, float, float]]:
+    """Variants of the best latent ``z0`` (L,), judged by the search's objective, until the target
+    has ``cfg.n_candidates`` distinct structures that its estimate calls hits, or
+    ``cfg.noise_variants`` solver calls are spent.
+
+    Noise fields 1, 2, ... in turn; a variant whose k misses but is within reach of a porosity shift
+    of at most ``cfg.porosity_shift`` x the porosity tolerance (:func:`inverse.delivered.porosity_shift_for`)
+    is re-binarized at the shifted porosity and judged again (one more call). ``hit_ims``: the
+    structures already estimated as hits (the search's own; extended here).
+
+    Returns
+    -------
+    list of (pos, noise seed, porosity shift, objective) entries, in the order evaluated
+    """
+    out: list[tuple[int, int, float, float]] = []
+    cond = target.condition("porosity")
+    max_shift = cfg.porosity_shift * cond.tol if cond is not None and cond.kind == "exact" else 0.0
+    hit_ims = list(hit_ims)
+    calls0, seed = obj.solver_calls, 0
+    z0 = np.asarray(z0, dtype=np.float64)[None]  # (1, L)
+
+    def judge(seed: int, shift: float) -> dict[str, float]:
+        f = float(obj.evaluate_variants(z0, seed, shift)[0])
+        out.append((pos, seed, shift, f))
+        raw = obj.predict_variants(z0, seed, shift)[0]  # (P,) cached
+        if _estimate_hits(target, raw, obj.names):
+            hit_ims.append(obj.delivery(z0, seed, shift)[0].im)
+        return {n: float(v) for n, v in zip(obj.names, raw)}
+
+    while obj.solver_calls - calls0 < cfg.noise_variants:
+        if len(distinct_hits(hit_ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)) >= cfg.n_candidates:
+            break
+        seed += 1
+        n_hits = len(hit_ims)
+        est = judge(seed, 0.0)
+        if len(hit_ims) == n_hits and obj.solver_calls - calls0 < cfg.noise_variants:
+            shift = porosity_shift_for(target, est, max_shift)
+            if shift:
+                judge(seed, shift)
+        if obj.solver_calls == calls0 and seed >= cfg.noise_variants:
+            break  # an estimate without solver calls (reencode): the noise fields 1..noise_variants
+    return out
+
+
 def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResult, obj: Objective,
                 objective: Objective, space: LatentSpace, delivery: Delivery, properties: list[str],
                 surrogate=None, morph_ref=None) -> list[Candidate]:
@@ -318,32 +371,34 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         scr_dist, scr_raw = screen_scores(objective, surrogate, delivery, res.z[screened])
         order = [int(o) for o in np.argsort(scr_dist, kind="stable")]  # best surrogate estimates first
         res.info["screened"] = len(screened)
-    entries = [(o, 0, float(res.f[idx[o]])) for o in order]  # (position in idx, noise seed, objective)
+    # (position in idx, noise seed, porosity shift, objective)
+    entries = [(o, 0, 0.0, float(res.f[idx[o]])) for o in order]
     calls0 = int(getattr(obj, "solver_calls", 0))
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
-        z0 = res.z[idx[order[0]]][None]  # (1, L): the best latent
-        entries += [(order[0], s, float(obj.evaluate_variants(z0, s)[0])) for s in range(1, cfg.noise_variants + 1)]
-        entries.sort(key=lambda e: (e[2], e[1] > 0))  # best objective first; the search's own on ties
+        entries += variant_entries(cfg, target, obj, res.z[idx[order[0]]], order[0],
+                                   [delivery(res.z[idx[o]])[0].im for o, _, _, f in entries
+                                    if _estimate_hits(target, obj.predict(res.z[idx[o]])[0], obj.names)])
+        entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
     if distinct and len(entries) > cfg.n_candidates:
         # delivered structures (decoded, binarized, cleaned; cached) kept when distinct
-        delivery(res.z[[idx[o] for o, s, _ in entries if s == 0]])  # the search's own in one decoder batch
-        ims = [delivery(res.z[idx[o]], s)[0].im for o, s, _ in entries]  # from the cache
+        delivery(res.z[[idx[o] for o, s, _, _ in entries if s == 0]])  # the search's own in one decoder batch
+        ims = [delivery(res.z[idx[o]], s, sh)[0].im for o, s, sh, _ in entries]  # from the cache
         keep = distinct_hits(ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)
         keep += [j for j in range(len(entries)) if j not in keep][: cfg.n_candidates - len(keep)]
         entries = [entries[j] for j in sorted(keep)]
     entries = entries[: cfg.n_candidates]
-    pos = [o for o, _, _ in entries]
+    pos = [o for o, _, _, _ in entries]
     if scr_dist is not None:
         scr_dist, scr_raw = scr_dist[pos], scr_raw[pos]
     res.info["screen_s"] = time.perf_counter() - t0
     out = []
-    for rank, (o, seed, f) in enumerate(entries):
+    for rank, (o, seed, shift, f) in enumerate(entries):
         i = idx[o]
         zi = res.z[i][None]  # (1, L)
-        dv = delivery(zi, seed)[0]
-        pred = obj.predict_variants(zi, seed) if seed else obj.predict(zi)  # (1, P): the search's estimate
+        dv = delivery(zi, seed, shift)[0]
+        pred = obj.predict_variants(zi, seed, shift) if seed else obj.predict(zi)  # (1, P): the search's estimate
         dist = obj.distance(torch.as_tensor(obj.norm.transform(pred), dtype=torch.float64)).numpy()
         regz = objective.predict(zi)[0]  # (P,): the regressor on z (diagnostic)
         c = Candidate(target.target_id, target.describe(), method, rank, res.info["property_model"], int(i),
@@ -352,7 +407,8 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
                       regz={p: float(v) for p, v in zip(properties, regz)}, z=res.z[i], im=dv.im,
                       threshold_rule=cfg.threshold, threshold=dv.threshold, porosity_goal=dv.goal,
                       decoded_porosity=dv.decoded_porosity, solid_removed=int(dv.info.get("solid_removed", 0)),
-                      pores_removed=int(dv.info.get("pores_removed", 0)), noise_seed=int(seed))
+                      pores_removed=int(dv.info.get("pores_removed", 0)), noise_seed=int(seed),
+                      porosity_shift=float(shift))
         if scr_raw is not None:
             c.screen_from, c.screen_distance = int(o), float(scr_dist[rank])
             c.sur = {p: float(v) for p, v in zip(properties, scr_raw[rank]) if p != "porosity"}

@@ -1,0 +1,49 @@
+"""Porosity shift of a variant: the Kozeny-Carman estimate and the cases it refuses (closed forms)."""
+import numpy as np
+import pytest
+
+from inverse.delivered import kozeny_carman_slope, porosity_shift_for, variant_key
+from inverse.targets import build_targets
+
+
+def target(spec):
+    return build_targets([spec], tol_porosity=0.02, tol_k=0.10)[0]
+
+
+def test_kozeny_carman_slope_is_the_log_derivative_of_phi3_over_1_minus_phi_squared():
+    phi, h = 0.37, 1e-6
+    kc = lambda p: np.log(p ** 3 / (1 - p) ** 2)  # noqa: E731
+    assert kozeny_carman_slope(phi) == pytest.approx((kc(phi + h) - kc(phi - h)) / (2 * h), rel=1e-6)
+    assert kozeny_carman_slope(0.5) == pytest.approx(10.0)
+
+
+def test_a_k_above_the_target_asks_for_less_porosity_within_the_allowed_shift():
+    t = target("porosity=0.5,k_xx=1.0")
+    # k 15% high: ln(1.15) / 10 = 0.0140 of porosity away; out of reach at 0.01, in reach at 0.015
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 1.15}, 0.01) == 0.0
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 1.15}, 0.015) == pytest.approx(-np.log(1.15) / 10)
+    # k 12% low: more porosity (ln(1 / 0.88) / 10 = 0.0128)
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 0.88}, 0.015) == pytest.approx(-np.log(0.88) / 10)
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 0.88}, 0.015) > 0
+    # within the tolerance already, or no shift allowed: none
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 1.05}, 0.01) == 0.0
+    assert porosity_shift_for(t, {"porosity": 0.5, "k_xx": 1.12}, 0.0) == 0.0
+
+
+def test_multi_property_targets_use_the_geometric_mean_ratio_and_others_get_no_shift():
+    t = target("porosity=0.5,k_xx=1.0,k_zz=2.0")
+    est = {"porosity": 0.5, "k_xx": 1.10, "k_zz": 2.30}
+    r = np.sqrt(1.10 * 2.30 / 2.0)
+    assert porosity_shift_for(t, est, 0.02) == pytest.approx(-np.log(r) / 10)
+    # no exact porosity, a k range, a maximize target, a non-percolating estimate: no shift
+    assert porosity_shift_for(target("k_xx=1.0"), {"porosity": 0.5, "k_xx": 1.12}, 0.01) == 0.0
+    assert porosity_shift_for(target("porosity=0.5,k_xx=1:2"), {"porosity": 0.5, "k_xx": 2.2}, 0.01) == 0.0
+    assert porosity_shift_for(target("porosity=0.5,maximize:k_xx"), {"porosity": 0.5, "k_xx": 2.2}, 0.01) == 0.0
+    assert porosity_shift_for(target("porosity=0.5,k_xx=1.0"), {"porosity": 0.5, "k_xx": 0.0}, 0.01) == 0.0
+
+
+def test_variant_keys_tell_noise_fields_and_shifts_apart():
+    z = np.zeros(4)
+    keys = {variant_key(z), variant_key(z, 1), variant_key(z, 1, 0.01), variant_key(z, 1, -0.01), variant_key(z, 0, 0.01)}
+    assert len(keys) == 5
+    assert variant_key(z, 0, 0.0) == variant_key(z) == z.tobytes()
