@@ -354,10 +354,10 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     and described (estimates, morphology) as :class:`Candidate` records, best first.
 
     A design is a latent and a noise field: besides the search's evaluations (noise 0, what the
-    search saw), the best latent's texture variants (noise 1..``cfg.noise_variants``: other draws of
-    the spatial latent, other structures of the same global code) are judged by the search's
-    objective; candidates are then taken best objective first, structures distinct (minority-phase
-    IoU <= ``cfg.candidate_max_iou``) before near copies."""
+    search saw), the best latent's variants (:func:`variant_entries`: other draws of the spatial
+    latent, other structures of the same global code, some at a shifted porosity) are judged by the
+    search's objective; candidates are then taken best objective first, structures distinct
+    (minority-phase IoU <= ``cfg.candidate_max_iou``) before near copies."""
     t0 = time.perf_counter()
     screen = surrogate is not None and cfg.screen_top > 0
     n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
