@@ -139,9 +139,19 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
     # wait until a trial on the worker has reported (and checkpointed) at least two epochs
     deadline = time.monotonic() + 300
     victim = None
+    resubmitted = False
     while victim is None:
         assert time.monotonic() < deadline, "no trial ran on the worker"
-        assert status(cluster, job_id) not in jobs.TERMINAL, logs(cluster, job_id)[-4000:]
+        if status(cluster, job_id) in jobs.TERMINAL:
+            text = logs(cluster, job_id)
+            # 3 of ~10 fresh-clone runs: the driver died while loading torch, before any of our code
+            # ran ("Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so"), an environment
+            # failure of the job's start, not of the study; such a start is retried once
+            if not resubmitted and "FATAL ERROR: Cannot load" in text:
+                resubmitted = True
+                job_id = submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
+                continue
+            raise AssertionError(text[-4000:])
         try:
             client, trials = trial_runs(uri, "killed")
         except Exception:  # store or experiment not there yet
