@@ -294,12 +294,6 @@ def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective:
     return out
 
 
-def _estimate_hits(target: Target, raw: np.ndarray, names: list[str]) -> bool:
-    """The estimated properties ``raw`` (P,) of a structure satisfy every condition of the target."""
-    d = {n: float(v) for n, v in zip(names, raw)}
-    return bool(target.hit(d, d))
-
-
 def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, z0: np.ndarray, pos: int,
                     hit_ims: list[np.ndarray]) -> list[tuple[int, int, float, float]]:
     """Variants of the best latent ``z0`` (L,), judged by the search's objective, until the target
@@ -326,7 +320,7 @@ def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, 
         f = float(obj.evaluate_variants(z0, seed, shift)[0])
         out.append((pos, seed, shift, f))
         raw = obj.predict_variants(z0, seed, shift)[0]  # (P,) cached
-        if _estimate_hits(target, raw, obj.names):
+        if obj.hits_of(raw)[0]:
             hit_ims.append(obj.delivery(z0, seed, shift)[0].im)
         return {n: float(v) for n, v in zip(obj.names, raw)}
 
@@ -376,9 +370,10 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     calls0 = int(getattr(obj, "solver_calls", 0))
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
+        zs = res.z[[idx[o] for o in order]]  # (n, L) the search's own, estimated already (cached)
+        own = delivery(zs)  # one decoder batch
         entries += variant_entries(cfg, target, obj, res.z[idx[order[0]]], order[0],
-                                   [delivery(res.z[idx[o]])[0].im for o, _, _, f in entries
-                                    if _estimate_hits(target, obj.predict(res.z[idx[o]])[0], obj.names)])
+                                   [d.im for d, hit in zip(own, obj.predicted_hit(zs)) if hit])
         entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
     if distinct and len(entries) > cfg.n_candidates:

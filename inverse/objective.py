@@ -220,10 +220,13 @@ class Objective:
         return self.distance(self._norm_pred(z)).numpy()
 
     def predicted_hit(self, z: np.ndarray) -> np.ndarray:
-        """(B,) bool: the regressor's prediction satisfies every condition of the target."""
-        pred = self.predict(z)
+        """(B,) bool: the prediction (``predict``) satisfies every condition of the target."""
+        return self.hits_of(self.predict(z))
+
+    def hits_of(self, raw: np.ndarray) -> np.ndarray:
+        """(B,) bool: raw properties (B, P) (column order ``names``) satisfy every condition of the target."""
         out = []
-        for row in pred:
+        for row in np.atleast_2d(raw):
             d = {n: float(v) for n, v in zip(self.names, row)}
             out.append(self.target.hit(d, d))
         return np.array(out, dtype=bool)
