@@ -1,9 +1,71 @@
-"""Building blocks both networks use (the pVAE and the surrogate CNN): normalization and activation."""
+"""Building blocks both networks use (the pVAE and the surrogate CNN): periodic convolutions,
+normalization and activation."""
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+class _CircularPad(torch.autograd.Function):
+    """Periodic padding by ``p`` voxels on every spatial axis of (B, C, *spatial), with a backward
+    that folds the halo's gradient back onto the opposite faces (one copy per axis).
+
+    Same values as ``F.pad(x, [p] * 2 * n, mode="circular")``, whose autograd backward goes through
+    one full-size zero tensor and copy per slice of the padding: on 2 CPU cores that was a third of
+    a pVAE training step (bench/pad.py)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: int) -> torch.Tensor:
+        ctx.p = p
+        return F.pad(x, [p] * 2 * (x.ndim - 2), mode="circular")  # (B, C, S + 2p, ...)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        p = ctx.p
+        for d in range(2, g.ndim):  # out[i] = x[(i - p) mod S] along axis d
+            s = g.shape[d] - 2 * p
+            core = g.narrow(d, p, s).clone()  # (.., S, ..): i in [p, p + S)
+            core.narrow(d, 0, p).add_(g.narrow(d, p + s, p))  # i in [p + S, S + 2p) -> j in [0, p)
+            core.narrow(d, s - p, p).add_(g.narrow(d, 0, p))  # i in [0, p) -> j in [S - p, S)
+            g = core
+        return g, None
+
+
+def circular_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, *spatial) -> (B, C, *(S + 2p)): periodic padding on every spatial axis (p <= S)."""
+    if p == 0:
+        return x
+    if any(s < p for s in x.shape[2:]):
+        raise ValueError(f"circular padding {p} is larger than the spatial shape {tuple(x.shape[2:])}")
+    return _CircularPad.apply(x, int(p))
+
+
+class _PeriodicMixin:
+    """A Conv2d/Conv3d whose ``padding_mode="circular"`` uses :func:`circular_pad` (same weights,
+    same state-dict keys and values as torch's own: checkpoints load either way)."""
+
+    def _conv_forward(self, x, weight, bias):
+        pads = set(self.padding) if not isinstance(self.padding, str) else {None}
+        if self.padding_mode != "circular" or len(pads) != 1 or None in pads:
+            return super()._conv_forward(x, weight, bias)
+        conv = F.conv3d if x.ndim == 5 else F.conv2d
+        return conv(circular_pad(x, pads.pop()), weight, bias, self.stride, 0, self.dilation, self.groups)
+
+
+class PeriodicConv2d(_PeriodicMixin, nn.Conv2d):
+    pass
+
+
+class PeriodicConv3d(_PeriodicMixin, nn.Conv3d):
+    pass
+
+
+def conv_layer(dims: int, *args, **kwargs) -> nn.Module:
+    """nn.Conv2d / nn.Conv3d arguments; circular padding through :func:`circular_pad`."""
+    return (PeriodicConv3d if dims == 3 else PeriodicConv2d)(*args, **kwargs)
 
 
 def norm_layer(kind: str, dims: int, channels: int) -> nn.Module:

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.layers import activation as _act
+from models.layers import conv_layer
 from models.layers import norm_layer as _norm
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
 
@@ -108,10 +109,8 @@ class PVAE(nn.Module):
         self.spatial_stage = max(1, n - 1) if spatial_stage is None else int(spatial_stage)
         if self.spatial_channels and not 1 <= self.spatial_stage <= n:
             raise ValueError(f"spatial_stage must be in 1..{n} (len(channels)), got {spatial_stage}")
-        conv_cls = nn.Conv3d if dims == 3 else nn.Conv2d
-
         def conv(*args, **kw):  # periodic structures: circular padding (no boundary layer of its own)
-            return conv_cls(*args, padding_mode=padding, **kw)
+            return conv_layer(dims, *args, padding_mode=padding, **kw)
         drop = nn.Dropout3d if dims == 3 else nn.Dropout2d
         pad = kernel_size // 2
         self.sizes = stage_sizes(input_size, n, kernel_size)  # [S, S/2, ..., s_min]

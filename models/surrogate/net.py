@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from models.layers import activation as act_layer
-from models.layers import norm_layer
+from models.layers import conv_layer, norm_layer
 from models.surrogate.config import SurrogateConfig
 
 
@@ -17,7 +18,7 @@ class _Branch(nn.Module):
 
     def __init__(self, dims: int, size: int, channels: list[int], kernel_size: int, norm: str, activation: str):
         super().__init__()
-        conv = nn.Conv3d if dims == 3 else nn.Conv2d
+        conv = partial(conv_layer, dims)
         pad = kernel_size // 2
         n_stages = max(1, min(len(channels), int(math.floor(math.log2(size)))))  # stop at a 1-voxel grid
         self.stages = nn.ModuleList()
