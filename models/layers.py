@@ -48,11 +48,11 @@ class _PeriodicMixin:
     same state-dict keys and values as torch's own: checkpoints load either way)."""
 
     def _conv_forward(self, x, weight, bias):
-        pads = set(self.padding) if not isinstance(self.padding, str) else {None}
-        if self.padding_mode != "circular" or len(pads) != 1 or None in pads:
+        uniform = not isinstance(self.padding, str) and len(set(self.padding)) == 1  # one p on every axis
+        if self.padding_mode != "circular" or not uniform:
             return super()._conv_forward(x, weight, bias)
         conv = F.conv3d if x.ndim == 5 else F.conv2d
-        return conv(circular_pad(x, pads.pop()), weight, bias, self.stride, 0, self.dilation, self.groups)
+        return conv(circular_pad(x, self.padding[0]), weight, bias, self.stride, 0, self.dilation, self.groups)
 
 
 class PeriodicConv2d(_PeriodicMixin, nn.Conv2d):
