@@ -368,17 +368,16 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     # (position in idx, noise seed, porosity shift, objective)
     entries = [(o, 0, 0.0, float(res.f[idx[o]])) for o in order]
     calls0 = int(getattr(obj, "solver_calls", 0))
+    own_z = res.z[[idx[o] for o in order]]  # (n, L) the search's own latents, best first
+    if distinct and idx:
+        own = delivery(own_z)  # delivered structures (decoded, binarized, cleaned) in one batch; cached
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
-        zs = res.z[[idx[o] for o in order]]  # (n, L) the search's own, estimated already (cached)
-        own = delivery(zs)  # one decoder batch
-        entries += variant_entries(cfg, target, obj, res.z[idx[order[0]]], order[0],
-                                   [d.im for d, hit in zip(own, obj.predicted_hit(zs)) if hit])
+        entries += variant_entries(cfg, target, obj, own_z[0], order[0],
+                                   [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit])
         entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
     if distinct and len(entries) > cfg.n_candidates:
-        # delivered structures (decoded, binarized, cleaned; cached) kept when distinct
-        delivery(res.z[[idx[o] for o, s, _, _ in entries if s == 0]])  # the search's own in one decoder batch
         ims = [delivery(res.z[idx[o]], s, sh)[0].im for o, s, sh, _ in entries]  # from the cache
         keep = distinct_hits(ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)
         keep += [j for j in range(len(entries)) if j not in keep][: cfg.n_candidates - len(keep)]

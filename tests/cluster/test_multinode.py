@@ -134,7 +134,10 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
                      train={"epochs": epochs, "patience": 0})
     import mlflow
     mlflow.MlflowClient(uri).search_experiments()  # create the store before the job does (no migration race)
-    job_id = submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
+    def start() -> str:
+        return submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
+
+    job_id = start()
 
     # wait until a trial on the worker has reported (and checkpointed) at least two epochs
     deadline = time.monotonic() + 300
@@ -149,7 +152,7 @@ def test_study_survives_losing_the_worker_node(cluster, dataset, tmp_path):
             # failure of the job's start, not of the study; such a start is retried once
             if not resubmitted and "FATAL ERROR: Cannot load" in text:
                 resubmitted = True
-                job_id = submit(cluster, f"{PY} -m tuning run --config {cfg}", env={"MLFLOW_TRACKING_URI": uri})
+                job_id = start()
                 continue
             raise AssertionError(text[-4000:])
         try:
