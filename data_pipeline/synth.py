@@ -8,8 +8,9 @@ Families
   polydisperse, porosity hit to one voxel (the radii are scaled by a common factor close to 1).
 - ``blobs``: thresholded smoothed Gaussian noise (PoreSpy ``blobs``), exact porosity, anisotropy
   by per-axis blobiness.
-- ``foam``: open-cell-foam-like solid struts on the edges of a Voronoi tessellation (PoreSpy
-  ``voronoi_edges``), thickened until the porosity is hit to one voxel.
+- ``foam``: open-cell-foam-like solid struts on the edges of a Voronoi tessellation (PoreSpy's
+  ``voronoi_edges``, rasterized at once: :func:`voronoi_edges`), thickened until the porosity is
+  hit to one voxel.
 
 All sizes are in voxels. Every function takes an explicit ``seed`` and returns the same array for
 the same arguments. ``generate(name, shape, seed, **params)`` dispatches by family name; the
@@ -305,6 +306,66 @@ def blobs(shape: Shape, porosity: float, blobiness: float | Sequence[float] = 1.
     return np.asarray(im, dtype=bool)
 
 
+def voronoi_edges(shape: Shape, ncells: int, seed: int) -> np.ndarray:
+    """One-voxel-thin edges of a random Voronoi tessellation: PoreSpy's ``voronoi_edges`` (3.2,
+    ``r=0, flat_faces=True``), the same voxels for the same arguments, rasterized at once.
+
+    PoreSpy mirrors the seeds into the 3^d neighbouring boxes, takes scipy's Voronoi diagram and
+    draws every ridge edge with one Python call per edge (~8000 edges for 40 cells at 24^3: 0.9 s
+    per volume, 27 of the 31 s that synthesizing the demo's 160 volumes took). Here the same
+    edges, the same rounding (``np.rint`` of ``np.linspace``'s points, its arithmetic reproduced:
+    ``i * (delta / (n - 1)) + start``, the last point the end itself) for all edges in one array.
+
+    Parameters
+    ----------
+    shape : (Y, X) or (Z, Y, X) size in voxels
+    ncells : number of Voronoi seeds (uniform in the box, rounded to voxels)
+    seed : seed of the legacy ``np.random.RandomState`` PoreSpy draws from (the global state is
+        not touched)
+
+    Returns
+    -------
+    im : bool array of ``shape``, True = not on an edge (PoreSpy's convention: the pore space).
+    """
+    from scipy.spatial import Voronoi
+
+    shape = np.asarray(_check_shape(shape))
+    im = np.zeros(shape, dtype=bool)
+    base = np.around(np.random.RandomState(seed).rand(int(ncells), im.ndim) * (shape - 1), decimals=0)
+    im[tuple(base.T.astype(int))] = True
+    im = np.pad(im, [(s, s) for s in shape], mode="symmetric")  # (3 Y, 3 X[, 3 Z])
+    big = np.asarray(im.shape)
+    vor = Voronoi(points=np.vstack(np.where(im)).T)
+    vertices = np.around(vor.vertices) * ((big - 1) / big)
+    first, second = [], []
+    for facet in vor.ridge_vertices:  # the closed cycle of each ridge's vertices
+        first.extend(facet)
+        second.extend(facet[1:] + facet[:1])
+    edges = np.sort(np.array([first, second]).T, axis=1)  # (E, 2) vertex indices
+    edges = edges[~(edges == -1).any(axis=1)]  # drop the edges at infinity
+    key = np.unique(edges[:, 0] * len(vertices) + edges[:, 1])  # and the duplicates
+    edges = np.stack([key // len(vertices), key % len(vertices)], axis=1)
+    p0 = np.around(vertices[edges[:, 0]]).astype(int)  # (E, D)
+    p1 = np.around(vertices[edges[:, 1]]).astype(int)
+    inside = ((p0 >= 0) & (p0 < big) & (p1 >= 0) & (p1 < big)).all(axis=1)
+    p0, p1 = p0[inside], p1[inside]
+    n = np.abs(p1 - p0).max(axis=1) + 1  # points per edge, as np.linspace(.., n) gets them
+    owner = np.repeat(np.arange(len(n)), n)  # (P,) edge of each point
+    i = (np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n)).astype(float)  # index along its edge
+    div = np.maximum(n - 1, 1)[owner].astype(float)
+    last = i == (n - 1)[owner]
+    drawn = np.zeros(big, dtype=bool)
+    coords = []
+    for a in range(im.ndim):
+        start, stop = p0[owner, a].astype(float), p1[owner, a].astype(float)
+        y = i * ((stop - start) / div) + start
+        y[last] = stop[last]
+        coords.append(np.rint(y).astype(int))
+    drawn[tuple(coords)] = True
+    middle = tuple(slice(int(s), int(2 * s)) for s in shape)  # the original box
+    return ~drawn[middle]
+
+
 def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) -> np.ndarray:
     """Open-cell-foam-like medium: solid struts along the edges of a random Voronoi tessellation.
 
@@ -323,14 +384,12 @@ def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) 
     -------
     im : bool array of ``shape``, True = pore. Not periodic across the faces.
     """
-    import porespy as ps
-
     shape = _check_shape(shape)
     porosity = _check_porosity(porosity)
     if cell_size <= 0:
         raise ValueError(f"cell_size must be > 0 voxels, got {cell_size}")
     ncells = max(2, int(round(np.prod(shape) / float(cell_size) ** len(shape))))
-    edges = ps.generators.voronoi_edges(list(shape), ncells=ncells, r=0, flat_faces=True, seed=int(seed))
+    edges = voronoi_edges(shape, ncells=ncells, seed=int(seed))
     dist = ndimage.distance_transform_edt(np.asarray(edges, dtype=bool))  # voxels to the nearest edge
     return _threshold_exact(dist, porosity, np.random.default_rng(seed))
 

@@ -29,6 +29,22 @@ def test_porosity_target_and_seed(name, params, shape):
     assert not np.array_equal(im, synth.generate(name, shape, seed=8, **params))
 
 
+@pytest.mark.parametrize("shape,ncells", [((24, 24, 24), 40), ((20, 28, 24), 7), ((64, 64), 40), ((40, 50), 2)])
+def test_voronoi_edges_equal_porespys(shape, ncells):
+    """Our rasterization draws exactly PoreSpy's edge voxels (the foam datasets stay the same)
+    and leaves numpy's global random state alone."""
+    import porespy as ps
+
+    for seed in (0, 3):
+        np.random.seed(12345)
+        ours = synth.voronoi_edges(shape, ncells, seed)
+        assert np.random.rand() == np.random.RandomState(12345).rand()  # global state untouched
+        theirs = ps.generators.voronoi_edges(list(shape), ncells=ncells, r=0, flat_faces=True, seed=seed)
+        assert ours.shape == shape and ours.dtype == bool
+        assert np.array_equal(ours, theirs)
+        assert 0.0 < (~ours).mean() < 0.5  # thin edges, some drawn
+
+
 def test_blobs_anisotropy_from_per_axis_blobiness():
     im = synth.blobs((32, 32, 32), 0.5, blobiness=(0.5, 2.0, 2.0), seed=1)
     assert abs(im.mean() - 0.5) < 1e-4
