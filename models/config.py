@@ -109,7 +109,9 @@ class PVAEConfig(TrainingConfig):
         rule before 2026-12-01): on the demo data the prior samples' specific surface went from
         1.56x to 1.26x the training median and their Euler density from 4.3x to 1.7x, at pore IoU
         0.868 -> 0.857 (bench/RESULTS.md); beta_eff ramps linearly
-        from 0 to beta over beta_warmup_epochs. beta defaults to 0.05: at beta = 1 (the plain ELBO,
+        from 0 to beta over beta_warmup_epochs. beta_spatial (None = beta): the weight of the
+        spatial level's KL(q(z_s | x) || p(z_s | z)) alone (warmed up alike); a larger one keeps the
+        texture posterior near the conditional prior that generation and inverse design draw from. beta defaults to 0.05: at beta = 1 (the plain ELBO,
         KL per voxel) encoding where each pore sits costs more than the reconstruction gains and the
         model reconstructs blurred or grey structures (bench/RESULTS.md, "pVAE generative fidelity").
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
@@ -147,6 +149,7 @@ class PVAEConfig(TrainingConfig):
     regressor_width: int = 64
     # loss
     beta: float = 0.05
+    beta_spatial: float | None = None
     beta_warmup_epochs: int = 0
     alpha: float = 1.0
     gamma: float = 5.0
@@ -173,6 +176,8 @@ class PVAEConfig(TrainingConfig):
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
+        if self.beta_spatial is not None and not self.beta_spatial >= 0:
+            check.bad("beta_spatial", "must be >= 0 or null (= beta)")
         check.one_of("select_metric", SELECT_METRICS)
         if self.spatial_stage is not None and not 1 <= self.spatial_stage <= len(self.channels):
             check.bad("spatial_stage", f"must be in 1..{len(self.channels)} (one per entry of channels) or None")

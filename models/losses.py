@@ -78,7 +78,8 @@ def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.
 def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tensor | None,
               beta: float = 1.0, alpha: float = 1.0, y_mask: torch.Tensor | None = None,
               gamma: float = 0.0, gen_logits: torch.Tensor | None = None,
-              sharpness: float = 0.0, morph_binarize: bool = False) -> dict[str, torch.Tensor]:
+              sharpness: float = 0.0, morph_binarize: bool = False,
+              beta_spatial: float | None = None) -> dict[str, torch.Tensor]:
     """Named loss terms, each per voxel and per sample (independent of batch and volume size).
 
     recon : mean binary cross-entropy per voxel of the logits against x (nats/voxel)
@@ -90,16 +91,17 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
     morph : :func:`morphology_loss` of ``gen_logits`` (a structure generated from the sample's
             global code with a prior spatial latent) against x, with ``sharpness`` and
             ``binarize=morph_binarize``; 0 when not given
-    loss  : recon + beta * kl + alpha * prop + gamma * morph
+    loss  : recon + beta * kl + alpha * prop + gamma * morph; with ``beta_spatial`` the spatial
+            level's share of kl is weighted by it instead of beta
     """
     logits = out["logits"].float()
     n_vox = math.prod(x.shape[1:])
     zero = torch.zeros((), device=logits.device)
     recon = F.binary_cross_entropy_with_logits(logits, x.float(), reduction="mean")
-    kl_per = kl_divergence(out["mu"].float(), out["logvar"].float())  # (B,)
-    if "kl_spatial" in out:
-        kl_per = kl_per + out["kl_spatial"]
-    kl = kl_per.mean() / n_vox
+    kl_global = kl_divergence(out["mu"].float(), out["logvar"].float()).mean() / n_vox
+    kl_spatial = out["kl_spatial"].mean() / n_vox if "kl_spatial" in out else zero
+    kl = kl_global + kl_spatial
+    b_s = beta if beta_spatial is None else beta_spatial
     if y_norm is None:
         prop = zero
     else:
@@ -110,5 +112,5 @@ def pvae_loss(out: dict[str, torch.Tensor], x: torch.Tensor, y_norm: torch.Tenso
             m = y_mask.to(se.dtype)
             prop = (se * m).sum() / m.sum().clamp(min=1.0)
     morph = morphology_loss(gen_logits, x, sharpness, morph_binarize) if gen_logits is not None else zero
-    loss = recon + beta * kl + alpha * prop + gamma * morph
+    loss = recon + beta * kl_global + b_s * kl_spatial + alpha * prop + gamma * morph
     return {"loss": loss, "recon": recon, "kl": kl, "prop": prop, "morph": morph}

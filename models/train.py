@@ -116,10 +116,12 @@ class Trainer(EpochTrainer):
         return x, y, mask
 
     # --- epoch loop ------------------------------------------------------------------------
-    def beta_at(self, progress: float) -> float:
-        """Effective beta at fractional epoch ``progress`` (linear warm-up over beta_warmup_epochs)."""
+    def beta_at(self, progress: float, spatial: bool = False) -> float | None:
+        """Effective beta (``spatial``: beta_spatial, None when not set) at fractional epoch
+        ``progress`` (linear warm-up over beta_warmup_epochs)."""
+        full = self.cfg.beta_spatial if spatial else self.cfg.beta
         w = self.cfg.beta_warmup_epochs
-        return self.cfg.beta if w <= 0 else self.cfg.beta * min(1.0, progress / w)
+        return full if full is None or w <= 0 else full * min(1.0, progress / w)
 
     def train_epoch(self) -> dict:
         """One epoch of training then validation; returns the epoch's metrics (also in history)."""
@@ -132,12 +134,13 @@ class Trainer(EpochTrainer):
         beta = cfg.beta
         for b, idx in enumerate(epoch_batches):
             beta = self.beta_at(self.epoch + b / len(epoch_batches))
+            beta_s = self.beta_at(self.epoch + b / len(epoch_batches), spatial=True)
             x, y, m = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train), augment=True)
             with self._autocast():
                 out = model(x)
                 gen = model.generate_from(out) if cfg.gamma > 0 and "prior_features" in out else None
             terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha, y_mask=m, gamma=cfg.gamma, gen_logits=gen,
-                              sharpness=cfg.sharpness, morph_binarize=cfg.morph_binarize)
+                              sharpness=cfg.sharpness, morph_binarize=cfg.morph_binarize, beta_spatial=beta_s)
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
                                          f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
@@ -174,7 +177,7 @@ class Trainer(EpochTrainer):
                 gen = self.model._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
             terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha, y_mask=m,
                               gamma=self.cfg.gamma, gen_logits=gen, sharpness=self.cfg.sharpness,
-                              morph_binarize=self.cfg.morph_binarize)
+                              morph_binarize=self.cfg.morph_binarize, beta_spatial=self.cfg.beta_spatial)
             for k in TERMS:
                 sums[k] += terms[k].item() * len(idx)
         val = {k: v / len(self.x_val) for k, v in sums.items()}

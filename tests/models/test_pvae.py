@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence as torch_kl
 
+from models.config import PVAEConfig
 from models.losses import kl_divergence, morphology_loss, pvae_loss
 from models.pvae import PVAE, kl_gaussians, pixel_shuffle, stage_sizes
 
@@ -156,6 +157,22 @@ def test_loss_terms_are_per_voxel_and_do_not_depend_on_batch_size():
     torch.testing.assert_close(t1["kl"], kl_divergence(out["mu"], out["logvar"]).mean() / 64)
     torch.testing.assert_close(t1["prop"], ((out["props"] - y) ** 2).mean())
     torch.testing.assert_close(t1["loss"], t1["recon"] + 2.0 * t1["kl"] + 3.0 * t1["prop"])
+
+
+def test_beta_spatial_weights_the_spatial_kl_alone():
+    out = _out(4)
+    out["kl_spatial"] = torch.tensor([1.0, 2.0, 3.0, 4.0]) * 64  # nats per sample: 2.5 per voxel on average
+    x = (torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    y = torch.randn(4, 2, generator=torch.Generator().manual_seed(2))
+    kl_g = kl_divergence(out["mu"], out["logvar"]).mean() / 64
+    same = pvae_loss(out, x, y, beta=2.0, alpha=3.0)  # beta_spatial None: beta weighs both levels
+    torch.testing.assert_close(same["kl"], kl_g + 2.5)
+    torch.testing.assert_close(same["loss"], same["recon"] + 2.0 * (kl_g + 2.5) + 3.0 * same["prop"])
+    apart = pvae_loss(out, x, y, beta=2.0, alpha=3.0, beta_spatial=10.0)
+    torch.testing.assert_close(apart["kl"], same["kl"])  # the logged KL is both levels, unweighted
+    torch.testing.assert_close(apart["loss"], apart["recon"] + 2.0 * kl_g + 10.0 * 2.5 + 3.0 * apart["prop"])
+    with pytest.raises(ValueError, match="beta_spatial"):
+        PVAEConfig(beta_spatial=-1.0)
 
 
 def test_reparameterize_is_seeded_and_has_the_posterior_moments():
