@@ -108,12 +108,14 @@ class PVAEConfig(TrainingConfig):
         gradient), the structure a design delivers, instead of rho of its probabilities (False, the
         rule before 2026-12-01): on the demo data the prior samples' specific surface went from
         1.56x to 1.26x the training median and their Euler density from 4.3x to 1.7x, at pore IoU
-        0.868 -> 0.857 (bench/RESULTS.md); beta_eff ramps linearly
-        from 0 to beta over beta_warmup_epochs. beta_spatial (None = beta): the weight of the
-        spatial level's KL(q(z_s | x) || p(z_s | z)) alone (warmed up alike); a larger one keeps the
-        texture posterior near the conditional prior that generation and inverse design draw from. beta defaults to 0.05: at beta = 1 (the plain ELBO,
-        KL per voxel) encoding where each pore sits costs more than the reconstruction gains and the
-        model reconstructs blurred or grey structures (bench/RESULTS.md, "pVAE generative fidelity").
+        0.868 -> 0.857 (bench/RESULTS.md); beta_eff ramps linearly from 0 to beta over
+        beta_warmup_epochs. beta defaults to 0.05: at beta = 1 (the plain ELBO, KL per voxel)
+        encoding where each pore sits costs more than the reconstruction gains and the model
+        reconstructs blurred or grey structures (bench/RESULTS.md, "pVAE generative fidelity").
+        beta_spatial (None = beta): the weight of the spatial level's KL(q(z_s | x) || p(z_s | z))
+        alone (warmed up alike); a larger one keeps the texture posterior near the conditional prior
+        that generation and inverse design draw from (bench/RESULTS.md, "Weighting the texture
+        latent's KL apart": at 2.0 prior morphology ratios near training's, IoU -0.04).
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
         still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the

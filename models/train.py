@@ -133,8 +133,8 @@ class Trainer(EpochTrainer):
         epoch_batches = batches(len(self.x_train), cfg.batch_size, self.loader_rng)
         beta = cfg.beta
         for b, idx in enumerate(epoch_batches):
-            beta = self.beta_at(self.epoch + b / len(epoch_batches))
-            beta_s = self.beta_at(self.epoch + b / len(epoch_batches), spatial=True)
+            progress = self.epoch + b / len(epoch_batches)
+            beta, beta_s = self.beta_at(progress), self.beta_at(progress, spatial=True)
             x, y, m = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train), augment=True)
             with self._autocast():
                 out = model(x)
