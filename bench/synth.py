@@ -23,23 +23,21 @@ import numpy as np  # noqa: E402
 def edges(size: int, dims: int, cell_size: float, n: int, repeats: int) -> dict:
     import porespy as ps
 
-    from data_pipeline.synth import voronoi_edges
+    from data_pipeline.synth import foam_cells, voronoi_edges
 
     shape = (size,) * dims
-    ncells = max(2, int(round(size ** dims / cell_size ** dims)))
-    times = {"porespy": [], "ours": []}
+    ncells = foam_cells(shape, cell_size)
+    draw = {"porespy": lambda s: ps.generators.voronoi_edges(list(shape), ncells=ncells, r=0, flat_faces=True, seed=s),
+            "ours": lambda s: voronoi_edges(shape, ncells, s)}
+    times = {name: [] for name in draw}
     for _ in range(repeats):
-        for name in times:  # alternating, so a slow spell of the machine hits both
+        for name, fn in draw.items():  # alternating, so a slow spell of the machine hits both
             t0 = time.perf_counter()
             for s in range(n):
-                if name == "porespy":
-                    ps.generators.voronoi_edges(list(shape), ncells=ncells, r=0, flat_faces=True, seed=s)
-                else:
-                    voronoi_edges(shape, ncells, s)
+                fn(s)
             times[name].append((time.perf_counter() - t0) / n)
     for s in range(n):
-        theirs = ps.generators.voronoi_edges(list(shape), ncells=ncells, r=0, flat_faces=True, seed=s)
-        assert np.array_equal(voronoi_edges(shape, ncells, s), theirs), f"seed {s}: voxels differ"
+        assert np.array_equal(draw["ours"](s), draw["porespy"](s)), f"seed {s}: voxels differ"
     out = {k: (min(v), float(np.median(v))) for k, v in times.items()}
     print(f"voronoi edges {shape}, {ncells} cells, {n} volumes x {repeats} repeats (s per volume, min / median):")
     for k, (lo, med) in out.items():

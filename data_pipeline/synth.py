@@ -366,6 +366,11 @@ def voronoi_edges(shape: Shape, ncells: int, seed: int) -> np.ndarray:
     return ~drawn[middle]
 
 
+def foam_cells(shape: Shape, cell_size: float) -> int:
+    """Number of Voronoi cells of a foam of mean cell diameter ``cell_size`` voxels in ``shape``."""
+    return max(2, int(round(np.prod(shape) / float(cell_size) ** len(shape))))
+
+
 def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) -> np.ndarray:
     """Open-cell-foam-like medium: solid struts along the edges of a random Voronoi tessellation.
 
@@ -388,8 +393,7 @@ def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) 
     porosity = _check_porosity(porosity)
     if cell_size <= 0:
         raise ValueError(f"cell_size must be > 0 voxels, got {cell_size}")
-    ncells = max(2, int(round(np.prod(shape) / float(cell_size) ** len(shape))))
-    edges = voronoi_edges(shape, ncells=ncells, seed=int(seed))
+    edges = voronoi_edges(shape, ncells=foam_cells(shape, cell_size), seed=int(seed))
     dist = ndimage.distance_transform_edt(np.asarray(edges, dtype=bool))  # voxels to the nearest edge
     return _threshold_exact(dist, porosity, np.random.default_rng(seed))
 
