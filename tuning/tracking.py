@@ -63,17 +63,13 @@ def dataset_tags(dataset_dir: str | os.PathLike) -> dict[str, str]:
 
 def start_study_run(tracking_uri: str, experiment_id: str, experiment_path: str, run_name: str,
                     params: dict, tags: dict) -> str:
-    """The parent run of a study: the existing one for ``experiment_path`` (resume) or a new one."""
+    """A new parent run for a new study at ``experiment_path`` (a resumed study keeps the parent run
+    saved in its state file). Never an older run with the same path: that path held a study that was
+    deleted (``make demo`` removes its study folders), whose trials' checkpoints are gone, so its
+    trial runs must not compete with the new study's in ``tuning promote``."""
     from mlflow.entities import Param
 
     c = client(tracking_uri)
-    found = c.search_runs([experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{experiment_path}'",
-                          max_results=1, order_by=["attributes.start_time DESC"])
-    if found:
-        run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
-            c.update_run(run_id, status="RUNNING")
-        return run_id
     run = c.create_run(experiment_id, run_name=run_name,
                        tags={**{k: str(v) for k, v in tags.items()}, STUDY_TAG: experiment_path,
                              "mlflow.source.git.commit": tags.get("git_commit", "")})

@@ -82,6 +82,27 @@ def test_rerunning_a_finished_study_name_is_refused(study, store, tiny_dataset, 
         run_study(cfg, tracking_uri=store[1])
 
 
+def test_a_study_run_again_after_its_folder_was_deleted_gets_a_new_parent_run(tiny_dataset, store, tiny):
+    """`make demo` deletes its study folders and runs them again under the same names: the new study
+    must not join the old parent run, whose trials' checkpoints are gone (promote would pick them)."""
+    import shutil
+
+    from tuning.promote import best_trial_run
+    from tuning.study import run_study
+
+    cfg = tiny.study(tiny_dataset, store[0] / "tune", "again", search="grid", scheduler="fifo", num_samples=1,
+                     max_concurrent=1, search_space={"lr": {"grid": [2.0e-3]}}, train={"epochs": 1})
+    first = run_study(cfg, tracking_uri=store[1])
+    shutil.rmtree(first.experiment_path)
+    second = run_study(cfg, tracking_uri=store[1])
+    assert second.parent_run_id != first.parent_run_id
+    c = MlflowClient(store[1])
+    children = c.search_runs([second.experiment_id], f"tags.`mlflow.parentRunId` = '{second.parent_run_id}'")
+    assert {r.data.tags["ray.trial_id"] for r in children} == set(second.summary["trial_id"])
+    best = best_trial_run(store[1], second.experiment_id, second.parent_run_id, "val_loss", "min")
+    assert Path(best.data.tags["best_checkpoint"]).is_dir()
+
+
 def test_asha_stops_a_bad_trial_early(tiny_dataset, store, tiny):
     """Trials run one after the other; the one with alpha = 100 has a far worse val_loss at the first
     rung (epoch 1) than the finished one, so ASHA stops it there; the good one trains all 4 epochs."""
