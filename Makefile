@@ -13,13 +13,14 @@ DEMO   ?= runs/demo
 # (PIP_FIND_LINKS) and honours pip's own config. The rest goes through uv (pinned here), which
 # installs and byte-compiles in parallel: 85 s for the whole environment against 186 s with pip alone
 # on 2 cores (bench/RESULTS.md "Demo wall time"); torch is already satisfied, so uv fetches no torch.
+# --system-certs: uv trusts the system's certificate store as pip does (a proxy's CA installed there).
 TORCH := $(shell grep -m1 '^torch==' requirements.txt)
 UV    := uv==0.13.9
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile "$(TORCH)" "$(UV)"
-	$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode -r requirements.txt
-	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	$(VENV)/bin/uv pip install -q --system-certs --python $(PY) --compile-bytecode -r requirements.txt
+	$(VENV)/bin/uv pip install -q --system-certs --python $(PY) --no-deps -e .
 	touch $@
 
 test: $(VENV)/.installed
