@@ -108,6 +108,18 @@ def run_bo(objective: Objective, n_calls: int, n_initial: int, seeds: np.ndarray
     return SearchResult("bo", np.array(zs), np.array(fs), time.perf_counter() - t0, len(x0), {"bo": "gp_minimize"})
 
 
+def unit_box_gp(dim: int, restarts: int = 0, seed: int = 0):
+    """scikit-optimize's GP for ``dim`` dimensions on the unit box (``cook_estimator("GP")``: constant
+    x Matern 5/2 with one length scale per dimension + white noise, normalized y), its kernel fitted
+    by one L-BFGS run from the initial kernel plus ``restarts`` random starts (run_bo_composite's GPs;
+    bench/gp_fit.py measures the choice of ``restarts``)."""
+    from skopt.utils import cook_estimator
+
+    gp = cook_estimator("GP", space=[(0.0, 1.0)] * dim, random_state=seed)
+    gp.set_params(n_restarts_optimizer=restarts)
+    return gp
+
+
 def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: np.ndarray, seed: int = 0,
                      n_points: int = 2000, n_samples: int = 64, gp_restarts: int = 0) -> SearchResult:
     """Composite Bayesian optimization: Gaussian processes on the properties, not on the objective.
@@ -137,7 +149,6 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     "Composite BO: one GP start per fit": the same hits on the demo model's dev targets, 1.8x faster).
     """
     from sklearn.exceptions import ConvergenceWarning
-    from skopt.utils import cook_estimator
 
     space = objective.space
     rng = np.random.default_rng(seed)
@@ -164,8 +175,7 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
         if morph:  # ln ratio of every evaluated structure (cached by the objective: no new decode)
             series.append((len(cols), objective.morphology_log_ratios(np.array(zs))))
         for k, obs in series:
-            gp = cook_estimator("GP", space=[(0.0, 1.0)] * space.dim, random_state=int(rng.integers(2**31)))
-            gp.set_params(n_restarts_optimizer=gp_restarts)
+            gp = unit_box_gp(space.dim, gp_restarts, int(rng.integers(2**31)))
             with warnings.catch_warnings():  # a length scale at its bound = a latent dimension k ignores
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 gp.fit(u, obs)
