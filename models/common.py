@@ -35,7 +35,8 @@ def setup_optimization(trainer, model: torch.nn.Module, cfg) -> None:
     """Attach model, memory_format, amp_dtype, scaler, optimizer and scheduler to ``trainer``.
 
     channels-last and AMP (bf16 where supported, else fp16 with a gradient scaler) only on CUDA;
-    AdamW; cosine (to lr * min_lr_ratio over cfg.epochs), plateau or no schedule.
+    AdamW (a parameter named in the model's ``lr_scales()`` at that multiple of lr, without weight
+    decay); cosine (to lr * min_lr_ratio over cfg.epochs), plateau or no schedule.
     """
     trainer.model = model.to(trainer.device)
     trainer.memory_format = torch.preserve_format
@@ -46,7 +47,13 @@ def setup_optimization(trainer, model: torch.nn.Module, cfg) -> None:
     if trainer.cuda and cfg.amp:
         trainer.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     trainer.scaler = torch.amp.GradScaler("cuda", enabled=trainer.amp_dtype == torch.float16)
-    trainer.optimizer = torch.optim.AdamW(trainer.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # a parameter the model names in lr_scales() gets its own group: lr times the scale, no decay
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    named = list(trainer.model.named_parameters())
+    groups = [{"params": [p for n, p in named if n not in scales]}]
+    groups += [{"params": [p for n, p in named if n == name], "lr": cfg.lr * scale, "weight_decay": 0.0}
+               for name, scale in scales.items()]
+    trainer.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.scheduler == "cosine":
         trainer.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             trainer.optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * cfg.min_lr_ratio)

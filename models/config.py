@@ -94,7 +94,9 @@ class PVAEConfig(TrainingConfig):
         blurred structures; None = len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
         the global code after every epoch, used for prior samples; 0 = N(0, I)),
         padding ("circular": the structures and the solver are periodic; "zeros" for checkpoints
-        written before it existed), regressor_depth (hidden layers of the property MLP, 0 = linear),
+        written before it existed), texture_prior ("white": p(z_s | z) independent per site;
+        "spectral": its residual a stationary Gaussian field with a learned isotropic power
+        spectrum, so prior texture is spatially correlated like the posterior's), regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
@@ -146,6 +148,7 @@ class PVAEConfig(TrainingConfig):
     spatial_channels: int = 4
     spatial_stage: int | None = 1
     padding: str = "circular"
+    texture_prior: str = "white"
     prior_components: int = 8
     regressor_depth: int = 2
     regressor_width: int = 64
@@ -177,6 +180,7 @@ class PVAEConfig(TrainingConfig):
         if not self.properties:
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
+        check.one_of("texture_prior", ("white", "spectral"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
         if self.beta_spatial is not None and not self.beta_spatial >= 0:
             check.bad("beta_spatial", "must be >= 0 or null (= beta)")

@@ -147,11 +147,12 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     true_log = norm.to_log(ds.targets)  # (N, P) evaluation units
     pred_log = norm.inverse_log(per["props"])  # (N, P)
     r2 = {}
+    scored = np.ones(true_log.shape, dtype=bool)  # (N, P) the entries each R^2 is taken over
     for j, name in enumerate(cfg.properties):
-        keep = np.ones(len(ds), dtype=bool)
+        keep = scored[:, j]
         if is_diagonal(name):
             # k = 0 (no percolating path along the axis) has no log10: scored apart, not floored in
-            keep = ds.targets[:, j] > 0
+            keep = scored[:, j] = ds.targets[:, j] > 0
             metrics[f"n_zero_{name}"] = int((~keep).sum())
         r2[name] = r2_score(true_log[keep, j], pred_log[keep, j])
         metrics[f"r2_{name}"] = r2[name]
@@ -192,7 +193,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
         out_dir = Path(out_dir)
         figs = [plots.plot_reconstruction(out_dir / "reconstruction.png", examples[0], examples[1], ds.ids[:4],
                                           binary=examples[2]),
-                plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.properties, r2)]
+                plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.properties, r2, scored)]
         colours = {"porosity": true_log[:, cfg.properties.index("porosity")]} if "porosity" in cfg.properties else {}
         k_diag = [p for p in cfg.properties if norm.log[cfg.properties.index(p)]]
         if k_diag:

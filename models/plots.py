@@ -129,15 +129,28 @@ def _label(name: str) -> str:
     return f"log10 {name}" if is_diagonal(name) else name
 
 
-def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: dict[str, float]) -> str:
-    """Predicted vs true per property (log10 k for permeability), with the y = x line and R^2."""
+def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: dict[str, float],
+                scored: np.ndarray | None = None) -> str:
+    """Predicted vs true per property (log10 k for permeability), with the y = x line and R^2.
+
+    ``scored`` (N, P) bool: the entries the R^2 is taken over (None: all). The others (k = 0, a sample
+    that does not percolate along that axis, which has no log10) are drawn apart as grey crosses at
+    the left edge, at their predicted value, so that the axes span the scored values, not a floor."""
     p = len(names)
-    fig, axes = plt.subplots(1, p, figsize=(3.0 * p, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, p, figsize=(3.2 * p, 3.2), squeeze=False)
     for j, (ax, name) in enumerate(zip(axes[0], names)):
-        lo = float(min(true[:, j].min(), pred[:, j].min()))
-        hi = float(max(true[:, j].max(), pred[:, j].max()))
+        keep = np.ones(len(true), dtype=bool) if scored is None else np.asarray(scored[:, j], dtype=bool)
+        t, q = true[keep, j], pred[keep, j]
+        both = np.concatenate([t, q, pred[~keep, j]]) if keep.any() else pred[:, j]
+        lo, hi = float(both.min()), float(both.max())
+        pad = 0.05 * (hi - lo) if hi > lo else 0.05
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-        ax.scatter(true[:, j], pred[:, j], s=10)
+        ax.scatter(t, q, s=12, label=f"scored ({int(keep.sum())})")
+        if (~keep).any():
+            ax.scatter(np.full(int((~keep).sum()), lo - 2 * pad), pred[~keep, j], s=18, marker="x",
+                       color="0.5", label=f"k = 0, not scored ({int((~keep).sum())})")
+            ax.set_xlim(lo - 3 * pad, hi + pad)
+            ax.legend(fontsize=7, loc="upper left")
         ax.set_xlabel(f"true {_label(name)}")
         ax.set_ylabel(f"predicted {_label(name)}")
         ax.set_title(f"{name}: R2 = {r2.get(name, float('nan')):.3f}", fontsize=9)

@@ -42,6 +42,7 @@ from models.layers import norm_layer as _norm
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
 
 NOISE_SEED = 0  # seed of the fixed noise field that makes decode(z) deterministic
+SPECTRUM_LR_SCALE = 20.0  # learning-rate multiplier of the texture prior's spectrum (PVAE.lr_scales)
 
 
 def stage_sizes(size: int, n_stages: int, kernel_size: int = 3) -> list[int]:
@@ -90,18 +91,25 @@ class PVAE(nn.Module):
     padding : "circular" (default: the structures and the solver are periodic, so the network has no
         boundary layer of its own) or "zeros" (models trained before 2026-12-01)
     regressor_depth, regressor_width : hidden layers and their width of the property MLP
+    texture_prior : "white" (p(z_s | z) independent per site: mu_p + sigma_p * eps) or "spectral"
+        (the residual (z_s - mu_p) / sigma_p a stationary Gaussian field with an isotropic power
+        spectrum per channel, :meth:`colour`, learned with the network; a flat spectrum, its
+        start, is the white prior)
     """
 
     def __init__(self, dims: int = 3, input_size: int = 32, n_properties: int = 4,
                  channels=(16, 32, 64), latent_dim: int = 16, kernel_size: int = 3,
                  norm: str = "batch", activation: str = "silu", dropout: float = 0.0,
                  regressor_depth: int = 2, regressor_width: int = 64,
-                 spatial_channels: int = 4, spatial_stage: int | None = None, padding: str = "circular"):
+                 spatial_channels: int = 4, spatial_stage: int | None = None, padding: str = "circular",
+                 texture_prior: str = "white"):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
         if padding not in ("circular", "zeros"):
             raise ValueError(f"padding must be 'circular' or 'zeros', got {padding!r}")
+        if texture_prior not in ("white", "spectral"):
+            raise ValueError(f"texture_prior must be 'white' or 'spectral', got {texture_prior!r}")
         self.dims, self.input_size, self.latent_dim = dims, int(input_size), int(latent_dim)
         channels = [int(c) for c in channels]
         n = len(channels)
@@ -152,6 +160,9 @@ class PVAE(nn.Module):
             noise = torch.randn((1, cs) + (self.sizes[self.spatial_stage],) * dims,
                                 generator=torch.Generator().manual_seed(NOISE_SEED))
             self.register_buffer("noise", noise, persistent=False)  # (1, cs, s, s[, s])
+            self.texture_prior = texture_prior
+            if texture_prior == "spectral":
+                self._init_spectrum(self.sizes[self.spatial_stage])
 
         layers, width_in = [], latent_dim
         for _ in range(regressor_depth):
@@ -176,7 +187,7 @@ class PVAE(nn.Module):
                    norm=cfg.norm, activation=cfg.activation, dropout=cfg.dropout,
                    regressor_depth=cfg.regressor_depth, regressor_width=cfg.regressor_width,
                    spatial_channels=cfg.spatial_channels, spatial_stage=cfg.spatial_stage,
-                   padding=cfg.padding)
+                   padding=cfg.padding, texture_prior=getattr(cfg, "texture_prior", "white"))
 
     # --- encoder ---------------------------------------------------------------------------
     def _encode_levels(self, x: torch.Tensor):
@@ -230,6 +241,81 @@ class PVAE(nn.Module):
         s = self.input_size
         return logits[(slice(None), slice(None)) + (slice(0, s),) * self.dims]  # (B, 1, S, S[, S])
 
+    # --- the texture prior's spatial correlation -------------------------------------------------
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter name (used by the trainers' optimizer).
+
+        The spectrum table moves at most about lr per Adam step whatever its gradient: at the
+        network's lr it moved +-0.2 in the 192 steps of a demo-scale run, against +-2 at 20x
+        (bench/RESULTS.md, "Spectral texture prior")."""
+        return {"log_spectrum": SPECTRUM_LR_SCALE} if isinstance(getattr(self, "log_spectrum", None), nn.Parameter) else {}
+
+    def _init_spectrum(self, s: int) -> None:
+        """Radial log power spectrum (cs, n_bins) of the texture residual, linear in |k| between
+        integer bins; zeros = a flat spectrum = the white prior."""
+        freq = [torch.fft.fftfreq(s, d=1.0 / s)] * (self.dims - 1) + [torch.fft.rfftfreq(s, d=1.0 / s)]
+        grid = torch.meshgrid(*freq, indexing="ij")
+        # |k| in cycles per box, (s, s[, s//2 + 1]); the mean (k = 0) shares the first shell's power
+        k = torch.sqrt(sum(g.pow(2) for g in grid)).clamp(min=1.0)
+        n_bins = int(math.floor(float(k.max()))) + 2
+        mult = torch.full((s // 2 + 1,), 2.0)  # multiplicity of a half-spectrum column in the full one
+        mult[0] = 1.0
+        if s % 2 == 0:
+            mult[-1] = 1.0
+        # learned with the network, at SPECTRUM_LR_SCALE times its learning rate (lr_scales)
+        self.log_spectrum = nn.Parameter(torch.zeros(self.spatial_channels, n_bins))
+        self.register_buffer("_k_radius", k, persistent=False)
+        self.register_buffer("_k_mult", mult, persistent=False)
+
+    def spectrum(self) -> torch.Tensor | None:
+        """Power spectrum S_k of the texture residual (z_s - mu_p) / sigma_p on the rfft grid,
+        (cs, s, s[, s//2 + 1]) (the residual's variance per site is the mean of S_k over the full
+        spectrum; S = 1 is the white prior); None for the white prior."""
+        if getattr(self, "texture_prior", "white") != "spectral":
+            return None
+        k = self._k_radius
+        i0 = k.floor().long()
+        w = (k - i0).unsqueeze(0)  # (1, *grid)
+        table = self.log_spectrum.float()
+        return (table[:, i0] * (1.0 - w) + table[:, i0 + 1] * w).exp()  # (cs, *grid)
+
+    def prior_texture(self, mu_p, logvar_p, eps, temperature: float = 1.0) -> torch.Tensor:
+        """A texture latent from the conditional prior: mu_p + temperature * sigma_p * colour(eps)."""
+        return mu_p + temperature * torch.exp(0.5 * logvar_p) * self.colour(eps)
+
+    def colour(self, eps: torch.Tensor) -> torch.Tensor:
+        """White noise (B, cs, s, s[, s]) -> the prior's residual field: a stationary Gaussian field
+        with power spectrum :meth:`spectrum`; eps itself for the white prior."""
+        spec = self.spectrum()
+        if spec is None:
+            return eps
+        axes = tuple(range(2, eps.ndim))
+        f = torch.fft.rfftn(eps.float(), dim=axes) * spec.sqrt()
+        return torch.fft.irfftn(f, s=eps.shape[2:], dim=axes).to(eps.dtype)
+
+    def kl_spatial(self, mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+        """KL(q(z_s | x) || p(z_s | z)) per sample (B,), nats.
+
+        White prior: the sum of per-site Gaussian KLs. Spectral prior: with a = (mu_q - mu_p) / sigma_p,
+        b^2 = sigma_q^2 / sigma_p^2 (KL is invariant under that map applied to both) and C the
+        circulant covariance of the residual (eigenvalues S_k),
+        KL = 1/2 [c0 sum b^2 + (1/N) sum_k |a_k|^2 / S_k - N + sum_k log S_k - sum log b^2] per channel,
+        c0 = (1/N) sum_k 1 / S_k the diagonal of C^-1; equal to the white KL for S = 1."""
+        spec = self.spectrum()
+        if spec is None:
+            return kl_gaussians(mu_q, logvar_q, mu_p, logvar_p)
+        axes = tuple(range(2, mu_q.ndim))
+        n = math.prod(mu_q.shape[2:])
+        log_b2 = logvar_q - logvar_p  # (B, cs, *grid)
+        a = (mu_q - mu_p) * torch.exp(-0.5 * logvar_p)
+        mult = self._k_mult
+        a_hat2 = torch.fft.rfftn(a, dim=axes).abs().pow(2)  # (B, cs, *rgrid)
+        quad = (a_hat2 * mult / spec).flatten(2).sum(2) / n  # (B, cs)
+        c0 = (mult / spec).flatten(1).sum(1) / n  # (cs,)
+        log_det = (mult * spec.log()).flatten(1).sum(1)  # (cs,)
+        per_channel = c0 * log_b2.exp().flatten(2).sum(2) + quad - n + log_det - log_b2.flatten(2).sum(2)
+        return 0.5 * per_channel.sum(1)  # (B,)
+
     def spatial_prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditional prior p(z_s | z) from the decoder features at the spatial level: (mu_p, logvar_p)."""
         mu_p, logvar_p = self.p_spatial(h).chunk(2, dim=1)  # (B, cs, s, s[, s]) each
@@ -264,7 +350,7 @@ class PVAE(nn.Module):
         if self.spatial_channels:
             mu_p, logvar_p = self.spatial_prior(h)
             eps = self.noise_field(z.shape[0], noise, device=h.device).to(h.dtype)
-            z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * eps
+            z_s = self.prior_texture(mu_p, logvar_p, eps, temperature)
         return self._bottom(h, i, z_s)
 
     def predict_properties(self, mu: torch.Tensor) -> torch.Tensor:
@@ -285,7 +371,7 @@ class PVAE(nn.Module):
             mu_q, logvar_q = spatial[0], spatial[1].clamp(-10.0, 5.0)
             mu_p, logvar_p = self.spatial_prior(h)
             z_s = self.reparameterize(mu_q, logvar_q) if self.training else mu_q
-            out["kl_spatial"] = kl_gaussians(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float())
+            out["kl_spatial"] = self.kl_spatial(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float())
             out["prior_features"] = (h, i, mu_p, logvar_p)  # for the generation term of the loss
         out["logits"] = self._bottom(h, i, z_s)
         return out
@@ -295,7 +381,7 @@ class PVAE(nn.Module):
         from its conditional prior (fresh noise): what decode(z) would deliver for this sample."""
         h, i, mu_p, logvar_p = out["prior_features"]
         eps = torch.randn(mu_p.shape, dtype=mu_p.dtype, device=mu_p.device, generator=generator)
-        return self._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * eps)
+        return self._bottom(h, i, self.prior_texture(mu_p, logvar_p, eps))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

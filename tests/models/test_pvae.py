@@ -200,3 +200,69 @@ def test_property_mask_leaves_unknown_entries_out():
     t = pvae_loss(out, x, y_bad, y_mask=mask)
     se = (out["props"] - y) ** 2
     torch.testing.assert_close(t["prop"], se[mask].mean())
+
+
+def _spectral_model(dims=2, size=32, stage=2, seed=0):
+    torch.manual_seed(seed)
+    return PVAE(dims=dims, input_size=size, n_properties=1, channels=[4, 8, 8], latent_dim=3,
+                spatial_channels=2, spatial_stage=stage, texture_prior="spectral").eval()
+
+
+def test_spectral_texture_prior_starts_white_and_its_kl_is_the_dense_gaussian_kl():
+    model = _spectral_model()  # texture grid 8 x 8 (an even edge: the Nyquist column is single)
+    s = model.sizes[2]
+    g = torch.Generator().manual_seed(1)
+    mu_q, lv_q, mu_p, lv_p = (0.5 * torch.randn(3, 2, s, s, generator=g) for _ in range(4))
+    # a flat spectrum (the start) is the white prior: the same KL, the same residual field
+    torch.testing.assert_close(model.kl_spatial(mu_q, lv_q, mu_p, lv_p), kl_gaussians(mu_q, lv_q, mu_p, lv_p))
+    eps = torch.randn(2, 2, s, s, generator=g)
+    torch.testing.assert_close(model.colour(eps), eps, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        model.log_spectrum.copy_(torch.randn(model.log_spectrum.shape, generator=g))
+    # the covariance C of the residual from colour() of the unit vectors, then the dense Gaussian KL
+    n = s * s
+    basis = torch.eye(n).view(n, 1, s, s).expand(n, 2, s, s).contiguous()
+    cols = model.colour(basis).detach().double().view(n, 2, n)  # row j: colour(e_j)
+    dense = torch.zeros(3, dtype=torch.float64)
+    for c in range(2):
+        t = cols[:, c, :].T  # (n, n): eps -> residual
+        cov = t @ t.T
+        spec = model.spectrum()[c]  # the site variance is the mean of S_k over the full spectrum
+        full = (spec * model._k_mult).sum().item() / n
+        assert torch.diag(cov).mean().item() == pytest.approx(full, rel=1e-4)
+        for b in range(3):
+            sd = torch.exp(0.5 * lv_p[b, c]).flatten().double()
+            sig_p = sd[:, None] * cov * sd[None, :]
+            sig_q = torch.diag(lv_q[b, c].flatten().double().exp())
+            d = (mu_q[b, c] - mu_p[b, c]).flatten().double()
+            inv = torch.linalg.inv(sig_p)
+            dense[b] += 0.5 * (torch.trace(inv @ sig_q) + d @ inv @ d - n + torch.logdet(sig_p) - torch.logdet(sig_q))
+    torch.testing.assert_close(model.kl_spatial(mu_q, lv_q, mu_p, lv_p).double(), dense, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_spectral_texture_prior_correlates_neighbours_and_is_isotropic(dims):
+    model = _spectral_model(dims=dims, size=32 if dims == 2 else 16, stage=1 if dims == 3 else 2)
+    with torch.no_grad():  # a red spectrum: power falling with |k|
+        model.log_spectrum.copy_(-0.8 * torch.arange(model.log_spectrum.shape[1]).float().expand_as(model.log_spectrum))
+    s = model.sizes[model.spatial_stage]
+    eps = torch.randn((64, 2) + (s,) * dims, generator=torch.Generator().manual_seed(0))
+    u = model.colour(eps)
+    lag = [(u * torch.roll(u, 1, dims=2 + ax)).mean().item() / u.var().item() for ax in range(dims)]
+    assert min(lag) > 0.3 and max(lag) - min(lag) < 0.05  # correlated (white: 0), equally along every axis
+    white = (eps * torch.roll(eps, 1, dims=2)).mean().item()
+    assert abs(white) < 0.05
+    # a transposed field is coloured the same way (an isotropic spectrum commutes with the symmetries)
+    swap = (0, 1, 3, 2) if dims == 2 else (0, 1, 2, 4, 3)
+    torch.testing.assert_close(model.colour(eps.permute(swap)), u.permute(swap), atol=1e-5, rtol=1e-4)
+
+
+def test_spectral_texture_prior_travels_with_the_weights_and_learns_faster():
+    model = _spectral_model(dims=3, size=16, stage=1)
+    with torch.no_grad():
+        model.log_spectrum.copy_(torch.randn(model.log_spectrum.shape, generator=torch.Generator().manual_seed(3)))
+    other = _spectral_model(dims=3, size=16, stage=1, seed=1)
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other.spectrum(), model.spectrum())
+    assert model.lr_scales() == {"log_spectrum": pytest.approx(20.0)}
+    assert PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2).lr_scales() == {}

@@ -116,3 +116,23 @@ def test_train_verb_writes_checkpoints_and_figures(toy2d, tmp_path, capsys):
     assert train_main(["--dataset", str(toy2d), "--out", str(tmp_path / "run"), "--resume", "--no-eval"]) == 0
     rc = train_main(["--dataset", str(toy2d), "--out", str(tmp_path / "x"), "--set", "latnt=3"])
     assert rc == 2 and "Unknown config key 'latnt'" in capsys.readouterr().err
+
+
+def test_spectral_texture_prior_is_learned_at_its_own_learning_rate(toy2d):
+    t = Trainer(cfg2d(texture_prior="spectral", spatial_stage=1, epochs=2), toy2d)
+    model = t.model
+    groups = t.optimizer.param_groups
+    assert len(groups) == 2 and groups[1]["params"][0] is model.log_spectrum
+    assert groups[1]["lr"] == pytest.approx(20 * groups[0]["lr"]) and groups[1]["weight_decay"] == 0.0
+    lr0 = groups[1]["lr"]
+    t.train_epoch()
+    learned = model.log_spectrum.detach().clone()
+    steps = math.ceil(len(t.x_train) / t.cfg.batch_size)
+    assert 0.1 < learned.abs().max() <= 1.5 * steps * lr0  # it moved, by about lr per Adam step at most
+    # generation colours the noise with it: decode(z) differs from the white prior's
+    model.eval()
+    z = torch.zeros(1, model.latent_dim)
+    with torch.no_grad():
+        a = model.decode(z)
+        model.log_spectrum.zero_()
+        assert not torch.allclose(a, model.decode(z))
