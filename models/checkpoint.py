@@ -135,6 +135,7 @@ def write_checkpoint(folder, model: torch.nn.Module, cfg, norm: Normalizer,
 def read_config(folder) -> PVAEConfig:
     d = read_config_dict(folder, "pvae")
     d.setdefault("padding", "zeros")  # checkpoints written before circular padding existed
+    d.setdefault("texture_prior", "white")  # checkpoints written before the spectral texture prior
     return PVAEConfig.from_dict(d)
 
 

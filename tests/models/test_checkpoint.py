@@ -53,6 +53,21 @@ def test_checkpoint_reloads_to_identical_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
+def test_a_checkpoint_written_before_the_spectral_prior_loads_as_white(tmp_path):
+    import json
+    cfg = PVAEConfig(dims=2, input_size=16, channels=[4, 8], latent_dim=3, properties=["porosity"],
+                     texture_prior="white")
+    model = PVAE.from_config(cfg).eval()
+    write_checkpoint(tmp_path / "ck", model, cfg, Normalizer.fit(cfg.properties, np.array([[0.3], [0.5]])), {"epoch": 1})
+    path = tmp_path / "ck" / "config.json"
+    d = json.loads(path.read_text())
+    d.get("config", d).pop("texture_prior")  # as written before the field existed
+    path.write_text(json.dumps(d))
+    loaded, cfg2, _ = load_model(tmp_path / "ck")
+    assert cfg2.texture_prior == "white" and loaded.spectrum() is None
+    assert PVAEConfig().texture_prior == "spectral"  # new runs get the spectral prior
+
+
 def test_missing_checkpoint_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a pVAE checkpoint"):
         load_model(tmp_path)
