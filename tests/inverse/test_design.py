@@ -512,7 +512,8 @@ def test_every_method_gets_the_same_solver_budget_and_gradient_is_judged_by_the_
     # gradient's candidates are trajectory points chosen by the solver objective: its estimate is the LBM's
     assert (gr["property_model"] == "solver").all() and gr["eval_index"].between(0, 7).all()
     assert np.allclose(gr["pred_k_xx"], gr["verified_k_xx"], rtol=0.02)
-    assert gr["objective"].iloc[0] <= g.f.min() + 1e-12  # the search's best, or a better variant of it
+    # the search's best, or a better variant of it (results.csv holds 8 significant digits)
+    assert gr["objective"].iloc[0] <= g.f.min() + 1e-7 * max(1.0, abs(g.f.min()))
     # every verified candidate, whatever its method, carries its morphology
     assert res["ss_ratio_train"].notna().all() and res["euler_density"].notna().all()
 
