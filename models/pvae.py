@@ -111,6 +111,7 @@ class PVAE(nn.Module):
         if texture_prior not in ("white", "spectral"):
             raise ValueError(f"texture_prior must be 'white' or 'spectral', got {texture_prior!r}")
         self.dims, self.input_size, self.latent_dim = dims, int(input_size), int(latent_dim)
+        self.texture_prior = texture_prior if spatial_channels else "white"  # no texture latent: nothing to colour
         channels = [int(c) for c in channels]
         n = len(channels)
         self.spatial_channels = int(spatial_channels)
@@ -160,7 +161,6 @@ class PVAE(nn.Module):
             noise = torch.randn((1, cs) + (self.sizes[self.spatial_stage],) * dims,
                                 generator=torch.Generator().manual_seed(NOISE_SEED))
             self.register_buffer("noise", noise, persistent=False)  # (1, cs, s, s[, s])
-            self.texture_prior = texture_prior
             if texture_prior == "spectral":
                 self._init_spectrum(self.sizes[self.spatial_stage])
 
@@ -187,7 +187,7 @@ class PVAE(nn.Module):
                    norm=cfg.norm, activation=cfg.activation, dropout=cfg.dropout,
                    regressor_depth=cfg.regressor_depth, regressor_width=cfg.regressor_width,
                    spatial_channels=cfg.spatial_channels, spatial_stage=cfg.spatial_stage,
-                   padding=cfg.padding, texture_prior=getattr(cfg, "texture_prior", "white"))
+                   padding=cfg.padding, texture_prior=cfg.texture_prior)
 
     # --- encoder ---------------------------------------------------------------------------
     def _encode_levels(self, x: torch.Tensor):
@@ -248,7 +248,7 @@ class PVAE(nn.Module):
         The spectrum table moves at most about lr per Adam step whatever its gradient: at the
         network's lr it moved +-0.2 in the 192 steps of a demo-scale run, against +-2 at 20x
         (bench/RESULTS.md, "Spectral texture prior")."""
-        return {"log_spectrum": SPECTRUM_LR_SCALE} if isinstance(getattr(self, "log_spectrum", None), nn.Parameter) else {}
+        return {"log_spectrum": SPECTRUM_LR_SCALE} if self.texture_prior == "spectral" else {}
 
     def _init_spectrum(self, s: int) -> None:
         """Radial log power spectrum (cs, n_bins) of the texture residual, linear in |k| between
@@ -271,7 +271,7 @@ class PVAE(nn.Module):
         """Power spectrum S_k of the texture residual (z_s - mu_p) / sigma_p on the rfft grid,
         (cs, s, s[, s//2 + 1]) (the residual's variance per site is the mean of S_k over the full
         spectrum; S = 1 is the white prior); None for the white prior."""
-        if getattr(self, "texture_prior", "white") != "spectral":
+        if self.texture_prior != "spectral":
             return None
         k = self._k_radius
         i0 = k.floor().long()
