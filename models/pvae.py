@@ -251,13 +251,13 @@ class PVAE(nn.Module):
         return {"log_spectrum": SPECTRUM_LR_SCALE} if self.texture_prior == "spectral" else {}
 
     def _init_spectrum(self, s: int) -> None:
-        """Radial log power spectrum (cs, n_bins) of the texture residual, linear in |k| between
-        integer bins; zeros = a flat spectrum = the white prior."""
+        """Radial log power spectrum (cs, n_bins) of the texture residual: column j holds |k| = j + 1,
+        linear in |k| between; zeros = a flat spectrum = the white prior."""
         freq = [torch.fft.fftfreq(s, d=1.0 / s)] * (self.dims - 1) + [torch.fft.rfftfreq(s, d=1.0 / s)]
         grid = torch.meshgrid(*freq, indexing="ij")
         # |k| in cycles per box, (s, s[, s//2 + 1]); the mean (k = 0) shares the first shell's power
         k = torch.sqrt(sum(g.pow(2) for g in grid)).clamp(min=1.0)
-        n_bins = int(math.floor(float(k.max()))) + 2
+        n_bins = int(math.floor(float(k.max()))) + 1  # |k| = 1 .. floor(max) + 1 (the last only as an end point)
         mult = torch.full((s // 2 + 1,), 2.0)  # multiplicity of a half-spectrum column in the full one
         mult[0] = 1.0
         if s % 2 == 0:
@@ -276,8 +276,8 @@ class PVAE(nn.Module):
         k = self._k_radius
         i0 = k.floor().long()
         w = (k - i0).unsqueeze(0)  # (1, *grid)
-        table = self.log_spectrum.float()
-        return (table[:, i0] * (1.0 - w) + table[:, i0 + 1] * w).exp()  # (cs, *grid)
+        table = self.log_spectrum.float()  # column j: |k| = j + 1
+        return (table[:, i0 - 1] * (1.0 - w) + table[:, i0] * w).exp()  # (cs, *grid)
 
     def prior_texture(self, mu_p, logvar_p, eps, temperature: float = 1.0) -> torch.Tensor:
         """A texture latent from the conditional prior: mu_p + temperature * sigma_p * colour(eps)."""
