@@ -56,6 +56,7 @@ class TrainingConfig(FlatConfig):
     dropout: float = 0.0
     k_floor: float = 1e-6
     augment: bool = True
+    augment_shift: bool = False
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -125,7 +126,9 @@ class PVAEConfig(TrainingConfig):
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
         still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
-        permeability columns permuted with it.
+        permeability columns permuted with it. augment_shift: each training sample also rolled by a
+        random periodic shift (uniform on every axis): the solver's boundaries are periodic, so
+        porosity and the k tensor of a shifted structure are those of the original, exactly.
     Optimisation
         AdamW (lr, weight_decay), scheduler ("cosine" to lr*min_lr_ratio over `epochs`, "plateau",
         "none"), grad_clip (max global grad norm, 0 = off), early stopping after `patience` epochs

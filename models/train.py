@@ -27,7 +27,7 @@ from models.common import EpochTrainer, batches, fit_and_report, open_trainer, s
 from models.config import PVAEConfig, load_config, load_config_for_dataset  # noqa: F401  (load_config re-exported)
 from models.losses import pvae_loss
 from models.pvae import PVAE
-from models.surrogate.augment import symmetry_group
+from models.surrogate.augment import random_shifts, symmetry_group
 
 TERMS = ("loss", "recon", "kl", "prop", "morph")
 
@@ -99,7 +99,8 @@ class Trainer(EpochTrainer):
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, augment: bool = False):
         """A batch on the device; with ``augment`` one random symmetry for the whole batch, the
-        property columns (and their mask) permuted with it."""
+        property columns (and their mask) permuted with it, and with ``cfg.augment_shift`` every
+        sample rolled by its own random periodic shift (labels unchanged)."""
         x = x.to(self.device, non_blocking=True).float()  # (B, 1, *shape) in {0, 1}
         y, mask = y.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
         if augment and self.group:
@@ -111,6 +112,8 @@ class Trainer(EpochTrainer):
                 # normalized columns share statistics within a permutation orbit; off-diagonals flip sign
                 y = y[:, src_t] * torch.as_tensor(sign, dtype=y.dtype, device=y.device)
                 mask = mask[:, src_t]
+        if augment and self.cfg.augment_shift:
+            x = random_shifts(x, self.aug_rng)
         if self.memory_format is not torch.preserve_format:
             x = x.contiguous(memory_format=self.memory_format)
         return x, y, mask

@@ -17,6 +17,9 @@ the solver itself maps exactly (up to its convergence tolerance); tests check th
 The group has 8 elements in 2D and 48 in 3D (all signed permutations); with only part of the tensor
 in the targets, the largest subgroup that keeps the target set closed is used (flips only when just
 some diagonal components are targets).
+
+Periodic translations (:func:`random_shifts`) are symmetries of the periodic box as well, and they
+leave the whole tensor unchanged (the solver's boundaries are periodic on every axis).
 """
 from __future__ import annotations
 
@@ -125,6 +128,18 @@ def all_symmetries(dims: int) -> list[Symmetry]:
     return sorted(out, key=lambda g: not g.is_identity())
 
 
+def random_shifts(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Every sample of the batch ``x`` (B, C, *spatial) rolled by its own random periodic shift,
+    uniform on every spatial axis (drawn on the CPU from ``generator``); same shape and device.
+
+    Porosity and the permeability tensor are unchanged by a periodic translation, so the labels
+    stay as they are."""
+    spatial = tuple(range(2, x.dim()))
+    shifts = torch.stack([torch.randint(x.shape[d], (x.shape[0],), generator=generator) for d in spatial], 1)
+    return torch.stack([torch.roll(xi, tuple(s.tolist()), tuple(d - 1 for d in spatial))
+                        for xi, s in zip(x, shifts)])  # (B, C, *spatial)
+
+
 def symmetry_group(dims: int, names: list[str], permute: bool = True) -> list[Symmetry]:
     """The symmetries that keep the target columns ``names`` closed (identity first).
 
@@ -160,6 +175,8 @@ class TensorAugmenter:
     dims : 2 or 3
     names : target columns, in order
     seed : seed of the generator that draws the group elements
+    symmetries : draw group elements (False: the identity only)
+    shifts : also roll every sample by its own random periodic shift (:func:`random_shifts`)
 
     ``__call__(x, y)`` takes x (B, 1, *shape) and y (B, P) in "log space" (log10 k on the diagonal,
     linear off-diagonal, see models.checkpoint.Normalizer.to_log) and returns mapped copies; one
@@ -167,9 +184,9 @@ class TensorAugmenter:
     sees the whole group).
     """
 
-    def __init__(self, dims: int, names: list[str], seed: int = 0):
-        self.dims, self.names = dims, list(names)
-        self.group = symmetry_group(dims, self.names)
+    def __init__(self, dims: int, names: list[str], seed: int = 0, symmetries: bool = True, shifts: bool = False):
+        self.dims, self.names, self.shifts = dims, list(names), bool(shifts)
+        self.group = symmetry_group(dims, self.names) if symmetries else [Symmetry(tuple(range(dims)), (1,) * dims)]
         self.maps = [g.column_map(self.names) for g in self.group]
         self.rng = torch.Generator().manual_seed(int(seed))
 
@@ -179,11 +196,12 @@ class TensorAugmenter:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(torch.randint(len(self.group), (1,), generator=self.rng))
         g = self.group[i]
-        if g.is_identity():
-            return x, y
-        src, sign = self.maps[i]
-        x = g.apply_volume(x, batch_dims=2).contiguous()  # (B, 1, *shape)
-        y = y[:, torch.as_tensor(src, device=y.device)] * torch.as_tensor(sign, dtype=y.dtype, device=y.device)
+        if not g.is_identity():
+            src, sign = self.maps[i]
+            x = g.apply_volume(x, batch_dims=2).contiguous()  # (B, 1, *shape)
+            y = y[:, torch.as_tensor(src, device=y.device)] * torch.as_tensor(sign, dtype=y.dtype, device=y.device)
+        if self.shifts:
+            x = random_shifts(x, self.rng)
         return x, y
 
     def state_dict(self) -> dict:

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "train":
             out = Path(args.out)
             trainer = open_trainer(SurrogateTrainer, load_surrogate_config, args)
-            aug = f", augmentation x{len(trainer.augmenter)}" if trainer.augmenter is not None else ""
+            a = trainer.augmenter
+            aug = "" if a is None else f", augmentation x{len(a)}" + (" with periodic shifts" if a.shifts else "")
             fit_and_report(trainer, out, None if args.no_eval else format_metrics, aug)
         elif args.verb == "evaluate":
             from core.checkpoint import read_metrics

@@ -27,6 +27,8 @@ class SurrogateConfig(TrainingConfig):
         normalized targets.
     Data
         augment (one random symmetry of the square/cube per batch, tensor mapped with it),
+        augment_shift (every sample also rolled by a random periodic shift: the labels of a
+        periodic box do not change),
         dataset_size (seeded nested subset of the TRAIN split; None = all), seed, split_seed,
         split_fractions (the same split as the pVAE's for a given split_seed).
     Runtime

@@ -58,7 +58,8 @@ class SurrogateTrainer(EpochTrainer):
 
         setup_optimization(self, MultiscaleCNN.from_config(cfg), cfg)
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
-        self.augmenter = TensorAugmenter(cfg.dims, cfg.components, seed=cfg.seed + 1) if cfg.augment else None
+        self.augmenter = (TensorAugmenter(cfg.dims, cfg.components, seed=cfg.seed + 1, symmetries=cfg.augment,
+                                          shifts=cfg.augment_shift) if cfg.augment or cfg.augment_shift else None)
 
         self._init_loop_state()
 

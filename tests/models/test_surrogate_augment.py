@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from data_pipeline.io import K_COLUMNS
-from models.surrogate.augment import (Symmetry, TensorAugmenter, all_symmetries, symmetry_group,
-                                      tensor_from_row)
+from models.surrogate.augment import (Symmetry, TensorAugmenter, all_symmetries, random_shifts,
+                                      symmetry_group, tensor_from_row)
 from models.toy import kozeny_carman_proxy, toy_volume
 
 
@@ -118,6 +118,23 @@ def test_augmenter_maps_targets_with_the_volume():
     assert len(seen) > 3  # it draws different symmetries
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_random_shifts_roll_each_sample_on_its_own(dims):
+    size = 6
+    x = torch.zeros((5, 1) + (size,) * dims)
+    x[(slice(None), 0) + (0,) * dims] = 1.0  # one pore voxel per sample, at the origin
+    x[:, :, 1] += 0.5  # and a marked first plane, so the whole volume must move with it
+    out = random_shifts(x, torch.Generator().manual_seed(3))
+    assert out.shape == x.shape
+    where = [tuple(torch.nonzero(o[0] == 1.0).flatten().tolist()) for o in out]  # the origin's new place
+    for o, w in zip(out, where):
+        assert len(w) == dims
+        torch.testing.assert_close(o, torch.roll(x[0], w, tuple(range(1, dims + 1))))
+    assert len(set(where)) > 1  # samples shifted independently
+    again = random_shifts(x, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again, out)  # reproducible from the generator
+
+
 # --- physics: the lattice Boltzmann solver ------------------------------------------------------
 def _inclined_channels(n=12):
     z, y, x = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
@@ -138,3 +155,26 @@ def test_solver_tensor_maps_under_permutation_and_flip():
     for g in (Symmetry((0, 1, 2), (-1, 1, 1)), Symmetry((2, 0, 1), (-1, 1, -1))):
         k_g = permeability(np.ascontiguousarray(g.apply_volume(im)), device="cpu", tol=1e-5).k
         np.testing.assert_allclose(k_g, g.apply_tensor(k), atol=1e-3 * scale, err_msg=str(g))  # measured 2e-5
+
+
+def test_solver_tensor_is_invariant_under_periodic_shift():
+    """random_shifts leaves the labels as they are: the solver's box is periodic on every axis."""
+    from data_pipeline.permeability import permeability
+
+    im = _inclined_channels()
+    k = permeability(im, device="cpu", tol=1e-5).k
+    k_s = permeability(np.ascontiguousarray(np.roll(im, (5, -3, 7), (0, 1, 2))), device="cpu", tol=1e-5).k
+    np.testing.assert_allclose(k_s, k, atol=1e-3 * np.abs(k).max())
+
+
+def test_augmenter_with_shifts_only_rolls_and_keeps_the_targets():
+    aug = TensorAugmenter(2, ["k_xx", "k_yy", "k_xy"], seed=0, symmetries=False, shifts=True)
+    assert len(aug) == 1 and aug.shifts
+    x = torch.zeros(4, 1, 8, 8)
+    x[:, 0, 0, :3] = 1.0  # a short segment along x at the origin
+    y = torch.tensor([[0.1, 0.2, 0.3]] * 4)
+    xa, ya = aug(x, y)
+    torch.testing.assert_close(ya, y)  # a periodic shift changes no component, off-diagonals included
+    for a in xa:
+        iy, ix = torch.nonzero(a[0]).T
+        assert len(set(iy.tolist())) == 1 and a.sum() == 3  # the same segment, moved, not rotated

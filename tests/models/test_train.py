@@ -136,3 +136,19 @@ def test_spectral_texture_prior_is_learned_at_its_own_learning_rate(toy2d):
         a = model.decode(z)
         model.log_spectrum.zero_()
         assert not torch.allclose(a, model.decode(z))
+
+
+def test_shift_augmentation_rolls_each_sample_and_keeps_its_labels(toy2d):
+    t = Trainer(cfg2d(augment=False, augment_shift=True), toy2d)
+    idx = torch.arange(8)
+    x0, y0, m0 = t._to_device(*t._index(idx, t.x_train, t.y_train, t.m_train))
+    x1, y1, m1 = t._to_device(*t._index(idx, t.x_train, t.y_train, t.m_train), augment=True)
+    assert torch.equal(y1, y0) and torch.equal(m1, m0)  # a periodic shift changes no label
+    moved = 0
+    for a, b in zip(x0, x1):
+        rolls = [(i, j) for i in range(16) for j in range(16) if torch.equal(torch.roll(a, (i, j), (1, 2)), b)]
+        assert rolls, "an augmented sample is not a periodic shift of its original"
+        moved += (0, 0) not in rolls
+    assert moved >= 6  # 8 independent shifts: at most a chance 1/256 each of staying in place
+    hist = [t.train_epoch() for _ in range(2)]
+    assert all(math.isfinite(h["train_loss"]) for h in hist)
