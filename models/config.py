@@ -146,7 +146,10 @@ class PVAEConfig(TrainingConfig):
     Runtime
         device ("auto" = CUDA when available), num_threads (torch CPU threads), amp and
         channels_last (used on CUDA only), eval_batch_size, n_generate (prior samples for the
-        generation statistics).
+        generation statistics), predict_shifts (evaluation scores the properties of a test volume
+        as the mean of the regressor's predictions for the volume and this many periodic shifts of
+        it, :meth:`models.pvae.PVAE.predict_volumes`; 0 = one pass, the rule before 2026-12-02;
+        the regressor on a latent code, what inverse design reads, is not changed by it).
     """
 
     # model (the shared fields are TrainingConfig's)
@@ -171,6 +174,7 @@ class PVAEConfig(TrainingConfig):
     select_metric: str = "val_score"
     # runtime
     n_generate: int = 64
+    predict_shifts: int = 15
 
     def __post_init__(self) -> None:
         self.validate()
@@ -188,7 +192,8 @@ class PVAEConfig(TrainingConfig):
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
         check.one_of("texture_prior", ("white", "spectral"))
-        check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components"), 0)
+        check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components",
+                        "predict_shifts"), 0)
         if self.beta_spatial is not None and not self.beta_spatial >= 0:
             check.bad("beta_spatial", "must be >= 0 or null (= beta)")
         check.one_of("select_metric", SELECT_METRICS)

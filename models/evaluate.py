@@ -31,12 +31,15 @@ def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None):
-    """Per-sample reconstruction metrics and latent means of (N, 1, *shape) uint8 volumes.
+def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None, n_shifts: int = 0):
+    """Per-sample reconstruction metrics, latent means and property predictions of (N, 1, *shape)
+    uint8 volumes.
 
     ``porosity_of``: normalized properties (B, P) -> the porosity (B,) at which a reconstruction is
-    binarized (the regressor's, see :func:`code_porosity`); None: its expected porosity."""
-    out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props")}
+    binarized (the regressor's for the code, see :func:`code_porosity`); None: its expected porosity.
+    ``props`` is the regressor on the code, ``props_volume`` the volume's prediction averaged over
+    ``n_shifts`` periodic shifts too (:meth:`PVAE.predict_volumes`; = props for 0)."""
+    out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props", "props_volume")}
     examples = None
     for start in range(0, len(x_all), batch_size):
         x = x_all[start:start + batch_size].to(device).float()  # (B, 1, *shape)
@@ -58,6 +61,7 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of
         out["s2_dist"].append(torch.sqrt(((s2_t - s2_r) ** 2).mean(1)))
         out["mu"].append(mu.float())
         out["props"].append(out_b["props"].float())
+        out["props_volume"].append(model.predict_volumes(x, n_shifts).float() if n_shifts else out_b["props"].float())
         if examples is None:
             examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy(), pred[:4].cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
@@ -111,7 +115,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
       :func:`binarize_expected`): voxel_accuracy, pore_iou,
       porosity_error (mean |phi_rec - phi|),
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
-      r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean;
+      r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean,
+      of the volume's prediction averaged over ``cfg.predict_shifts`` periodic shifts
+      (:meth:`PVAE.predict_volumes`), and r2_<p>_single (one pass) when that is not 0; predict_shifts;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
       gen_porosity_mean/std vs train_porosity_mean/std of prior samples, binarized at the porosity
       the regressor predicts for their code (:func:`binarize_at`; at their expected porosity, the mean
@@ -135,7 +141,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
         raise ValueError(f"{dataset_dir}: split {split!r} is empty")
     x_all = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
     porosity_of = code_porosity(norm, cfg.properties)
-    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of)
+    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of, cfg.predict_shifts)
 
     metrics: dict = {"split": split, "n_samples": len(ds),
                      "recon_bce": float(per["bce"].mean()), "voxel_accuracy": float(per["acc"].mean()),
@@ -145,7 +151,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
                      "s2_distance": float(per["s2_dist"].mean())}
 
     true_log = norm.to_log(ds.targets)  # (N, P) evaluation units
-    pred_log = norm.inverse_log(per["props"])  # (N, P)
+    pred_log = norm.inverse_log(per["props_volume"])  # (N, P)
+    single_log = norm.inverse_log(per["props"])  # (N, P) one pass, no shifts
+    metrics["predict_shifts"] = int(cfg.predict_shifts)
     r2 = {}
     scored = np.ones(true_log.shape, dtype=bool)  # (N, P) the entries each R^2 is taken over
     for j, name in enumerate(cfg.properties):
@@ -157,6 +165,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
         r2[name] = r2_score(true_log[keep, j], pred_log[keep, j])
         metrics[f"r2_{name}"] = r2[name]
         metrics[f"mae_{name}"] = float(np.abs(true_log[keep, j] - pred_log[keep, j]).mean())
+        if cfg.predict_shifts:
+            metrics[f"r2_{name}_single"] = r2_score(true_log[keep, j], single_log[keep, j])
     metrics["r2_mean"] = float(np.nanmean(list(r2.values())))
 
     # generation: decoded prior samples vs the training subset the model saw
@@ -239,11 +249,15 @@ def format_metrics(m: dict) -> str:
              f"  reconstruction: BCE {m['recon_bce']:.4f} nats/voxel, voxel accuracy {m['voxel_accuracy']:.4f}, "
              f"pore IoU {m['pore_iou']:.4f}, |porosity error| {m['porosity_error']:.4f}, "
              f"S2 distance {m['s2_distance']:.4f}"]
-    props = [k[3:] for k in m if k.startswith("r2_") and k != "r2_mean"]
+    props = [k[3:] for k in m if k.startswith("r2_") and k != "r2_mean" and not k.endswith("_single")]
+    if m.get("predict_shifts"):
+        lines.append(f"  properties of each test volume: mean over it and {m['predict_shifts']} periodic shifts "
+                     "(one pass in brackets)")
     for p in props:
         unit = " (log10 lattice units)" if is_k_component(p) else ""
         zero = f"  ({m['n_zero_' + p]} with k = 0 left out)" if m.get("n_zero_" + p) else ""
-        lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}  MAE {m['mae_' + p]:.4f}{unit}{zero}")
+        single = f" ({m['r2_' + p + '_single']:.4f})" if "r2_" + p + "_single" in m else ""
+        lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}{single}  MAE {m['mae_' + p]:.4f}{unit}{zero}")
     lines.append(f"  generation: porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
                  f"(train {m['train_porosity_mean']:.3f} +- {m['train_porosity_std']:.3f}), "
                  f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "

@@ -357,6 +357,24 @@ class PVAE(nn.Module):
         """mu (B, latent_dim) -> normalized properties (B, P); see checkpoint.Normalizer.inverse."""
         return self.regressor(mu)
 
+    @torch.no_grad()
+    def predict_volumes(self, x: torch.Tensor, n_shifts: int = 0, seed: int = 0) -> torch.Tensor:
+        """Volumes x (B, 1, S, S[, S]) -> normalized properties (B, P): the regressor on the encoder's
+        mean, averaged over x itself and ``n_shifts`` periodic shifts of it (seeded, the same shifts
+        for every sample).
+
+        A periodic shift changes neither porosity nor k, but the global code (read from a flattened
+        feature map) moves with it: the average is a shift-invariant predictor. On the 2D set it
+        lifted the test R^2 of porosity from 0.92-0.97 to 0.98-0.99 (bench/RESULTS.md,
+        "Periodic-shift augmentation")."""
+        axes = tuple(range(2, x.ndim))
+        g = torch.Generator().manual_seed(int(seed))
+        total = self.predict_properties(self.encode(x)[0])  # (B, P)
+        for _ in range(int(n_shifts)):
+            shift = tuple(int(torch.randint(n, (1,), generator=g)) for n in x.shape[2:])
+            total = total + self.predict_properties(self.encode(torch.roll(x, shift, axes))[0])
+        return total / (int(n_shifts) + 1)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training/validation pass: posterior samples (training) or means (eval) of both levels.
 

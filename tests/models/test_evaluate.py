@@ -127,3 +127,17 @@ def test_cli_help_and_dispatch():
     res = subprocess.run([sys.executable, "-m", "models", "evaluate", "--help"], cwd=ROOT, capture_output=True,
                          text=True)
     assert res.returncode == 0 and "--checkpoint" in res.stdout
+
+
+def test_evaluate_scores_the_shift_averaged_prediction_and_keeps_the_single_pass(checkpoint):
+    data, ck = checkpoint
+    model, cfg, norm = load_model(ck)
+    assert cfg.predict_shifts == 15  # the default, also for checkpoints written before it existed
+    m = evaluate(model, cfg, norm, data, split="test", morphology=False)
+    assert m["predict_shifts"] == 15
+    cfg.predict_shifts = 0
+    m0 = evaluate(model, cfg, norm, data, split="test", morphology=False)
+    assert m0["predict_shifts"] == 0 and "r2_porosity_single" not in m0
+    for p in cfg.properties:
+        assert m[f"r2_{p}_single"] == pytest.approx(m0[f"r2_{p}"], abs=1e-9), p
+    assert m["r2_porosity"] != m0["r2_porosity"]  # the averaged prediction is another number

@@ -266,3 +266,26 @@ def test_spectral_texture_prior_travels_with_the_weights_and_learns_faster():
     torch.testing.assert_close(other.spectrum(), model.spectrum())
     assert model.lr_scales() == {"log_spectrum": pytest.approx(20.0)}
     assert PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2).lr_scales() == {}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_predict_volumes_averages_over_periodic_shifts(dims):
+    torch.manual_seed(0)
+    model = PVAE(dims=dims, input_size=8, n_properties=2, channels=[4, 8], latent_dim=3,
+                 regressor_depth=1, regressor_width=8).eval()
+    x = (torch.rand(3, 1, *(8,) * dims) < 0.5).float()
+    one = model.predict_volumes(x)
+    torch.testing.assert_close(one, model.predict_properties(model.encode(x)[0]))  # 0 shifts: one pass
+    avg = model.predict_volumes(x, n_shifts=5, seed=1)
+    torch.testing.assert_close(avg, model.predict_volumes(x, n_shifts=5, seed=1))  # seeded
+    # the mean of the same passes written out: x itself, then the five drawn shifts
+    g = torch.Generator().manual_seed(1)
+    axes = tuple(range(2, x.ndim))
+    passes = [x] + [torch.roll(x, tuple(int(torch.randint(8, (1,), generator=g)) for _ in axes), axes)
+                    for _ in range(5)]
+    torch.testing.assert_close(avg, torch.stack([model.predict_properties(model.encode(p)[0]) for p in passes]).mean(0))
+    # shift-invariant on average: shifted copies of one volume disagree less with 31 shifts than with none
+    copies = torch.cat([torch.roll(x[:1], (s,) * dims, axes) for s in range(8)])  # (8, 1, ...)
+    spread0 = model.predict_volumes(copies).std(0).mean()
+    spread31 = model.predict_volumes(copies, n_shifts=31).std(0).mean()
+    assert spread31 < 0.5 * spread0, (float(spread31), float(spread0))
