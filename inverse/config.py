@@ -115,7 +115,9 @@ class DesignConfig(FlatConfig):
         every evaluation, and the candidates are ranked with it; without a porosity condition the
         delivered porosity stays within the training porosities. HIT of such a target means: every
         max (min) condition's verified value is above (below) the best training sample's label,
-        and ss_ratio_train is in the band (results.csv: ``morph_ok``); morphology_weight 0 turns
+        and ss_ratio_train is in the band and, without a porosity condition, the verified porosity
+        is at most tol_porosity / 2 above the goal it was binarized at (results.csv: ``morph_ok``;
+        cleaning can move the pore fraction); morphology_weight 0 turns
         the penalty off (the band still decides the hit).
     Targets naming a reference sample (``ref=<sample_id>``)
         match_reference (default true): the design is asked to look like that sample, not only to

@@ -43,6 +43,9 @@ from inverse.verify import verified_values, verify_batch
 
 
 
+POROSITY_OVERSHOOT = 0.005  # the most a bounded delivery's porosity may exceed its goal (not_above)
+
+
 # --- decoding ---------------------------------------------------------------------------------
 @torch.no_grad()
 def decode_probabilities(model, z: np.ndarray, noise: int = 0) -> np.ndarray:
@@ -81,6 +84,24 @@ def porosity_goal(threshold: str, target: Target | None, pred: dict[str, float],
         return float(np.clip(guess, c.low + 0.25 * (c.high - c.low), c.high - 0.25 * (c.high - c.low)))
     lo, hi = c.interval()
     return float(np.clip(guess, max(lo + c.tol, 0.0), min(hi - c.tol, 1.0)))
+
+
+def not_above(prob: np.ndarray, goal: float, first: tuple, clean: bool = True, max_island: int = 64,
+              tries: int = 3) -> tuple[np.ndarray, float, dict]:
+    """``first`` = binarize_clean(prob, "target", goal, ...) brought to at most POROSITY_OVERSHOOT
+    above ``goal``, for a delivery whose porosity is bounded (a maximize target keeps the training
+    range, and k grows by porosity alone): cleaning can jump past the goal (isolated pores merge
+    into the spanning cluster at a lower threshold and stay), so the binarization aims lower by the
+    overshoot, up to ``tries`` times; the last try is returned either way. (im, threshold, info)."""
+    im, thr, info = first
+    ask = goal
+    for _ in range(tries):
+        over = float(im.mean()) - goal
+        if over <= POROSITY_OVERSHOOT:
+            break
+        ask -= over
+        im, thr, info = binarize_clean(prob, "target", ask, 0.5, clean, max_island)
+    return im, thr, info
 
 
 @dataclass
@@ -189,8 +210,10 @@ class Delivery:
                 pd_ = {n: float(v) for n, v in zip(self.norm.names, pr)}
                 goal = float(np.clip(porosity_goal(self.threshold, self.target, pd_, prob, self.porosity_range)
                                      + shift, 0.0, 1.0))
-                im, thr, info = binarize_clean(prob, "fixed" if self.threshold == "fixed" else "target", goal,
-                                               self.fixed_threshold, self.clean, self.max_island)
+                rule = "fixed" if self.threshold == "fixed" else "target"
+                im, thr, info = binarize_clean(prob, rule, goal, self.fixed_threshold, self.clean, self.max_island)
+                if self.porosity_range != (0.0, 1.0) and rule == "target":
+                    im, thr, info = not_above(prob, goal, (im, thr, info), self.clean, self.max_island)
                 self._cache[keys[i]] = Delivered(im, float(thr), float(goal), float(prob.mean()), info)
         return [self._cache[k] for k in keys]
 

@@ -474,6 +474,28 @@ def test_a_verification_that_did_not_converge_is_not_a_hit(trained):
     assert full_c.verification.converged and full_c.hit is True
 
 
+def test_a_maximize_design_above_its_porosity_goal_is_not_a_hit(trained):
+    """k grows by porosity alone: a design whose cleaning left it more porous than the goal it was
+    binarized at (inside the training range) does not count, however high its k."""
+    from inverse.design import Candidate, verify_step
+    from inverse.targets import parse_target, with_training_bars
+
+    labels = pd.read_csv(trained["data"] / "properties.csv", dtype={"sample_id": str})
+    row = labels.loc[labels["k_xx"] > 0].iloc[0]
+    im = read_volume(trained["data"] / "volumes" / f"{row['sample_id']}.tif").astype(bool)
+    bar = np.array([[row["porosity"], 0.5 * row["k_xx"]]])  # a bar the structure beats
+    t = with_training_bars(parse_target("maximize:k_xx"), bar, ["porosity", "k_xx"])
+    cfg = design_cfg(trained, "unused")
+    results = {}
+    for goal in (im.mean(), im.mean() - 0.03):  # delivered at its goal / 0.03 above it
+        c = Candidate("t0", t.describe(), "bo", 0, "solver", 0, 0.0, 0.0, 0.0, True, pred={}, regz={},
+                      z=np.zeros(4), im=im, porosity_goal=float(goal), morphology={"ss_ratio_train": 1.0})
+        verify_step(cfg, t, [c], ["porosity", "k_xx"])
+        assert c.verification.values["k_xx"] > t.condition("k_xx").low
+        results[round(float(im.mean() - goal), 2)] = (c.hit, c.verification.morph_ok)
+    assert results == {0.0: (True, True), 0.03: (False, False)}
+
+
 def test_every_method_gets_the_same_solver_budget_and_gradient_is_judged_by_the_solver(trained, tmp_path):
     from inverse.design import design
     from inverse.evaluation import phase_iou
