@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -110,12 +111,19 @@ def load_config_file(cls, path=None, overrides: dict | None = None, skip_none: b
     return cls.from_dict(data, source=str(path) if path is not None else "<defaults>")
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-5: a string to YAML 1.1 (no dot)
+
+
 def parse_override(text: str) -> tuple[str, object]:
-    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null)."""
+    """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null),
+    and exponent notation without a dot (``1e-5``, which YAML 1.1 leaves a string) as a float."""
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    parsed = yaml.safe_load(value)
+    if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
+        parsed = float(parsed)
+    return key.strip(), parsed
 
 
 class Check:

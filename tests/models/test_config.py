@@ -46,6 +46,9 @@ def test_load_yaml_with_overrides(tmp_path):
         load_config(p)
     assert parse_override("channels=[8, 16]") == ("channels", [8, 16])
     assert parse_override("dataset_size=null") == ("dataset_size", None)
+    # exponent notation without a dot is a string to YAML 1.1; a tolerance or lr must be a float
+    assert parse_override("tol=1e-5") == ("tol", 1e-5) and parse_override("lr=3E-4") == ("lr", 3e-4)
+    assert parse_override("device=cpu") == ("device", "cpu") and parse_override("x=1e5x") == ("x", "1e5x")
 
 
 @pytest.mark.parametrize("name", ["pvae_smoke.yaml", "pvae_demo.yaml", "pvae_2d.yaml"])
