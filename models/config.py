@@ -128,7 +128,9 @@ class PVAEConfig(TrainingConfig):
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
         permeability columns permuted with it. augment_shift: each training sample also rolled by a
         random periodic shift (uniform on every axis): the solver's boundaries are periodic, so
-        porosity and the k tensor of a shifted structure are those of the original, exactly.
+        porosity and the k tensor of a shifted structure are those of the original, exactly
+        (default false: in 2D it matched what ``predict_shifts`` gives and lost the maximize HITs,
+        in 3D it was neutral; bench/RESULTS.md "Periodic shifts").
     Optimisation
         AdamW (lr, weight_decay), scheduler ("cosine" to lr*min_lr_ratio over `epochs`, "plateau",
         "none"), grad_clip (max global grad norm, 0 = off), early stopping after `patience` epochs
