@@ -440,7 +440,7 @@ def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], 
             morph_ok = bool(np.isfinite(ratio) and lo <= ratio <= hi)
             if target.condition("porosity") is None and np.isfinite(c.porosity_goal):
                 # ... and at the porosity it asked for, inside the training range: cleaning can move the
-                # pore fraction (2D: +0.013 once), and k grows by porosity alone (~12% per 0.01 at 0.74)
+                # pore fraction (2D: +0.013 once), and k grows by porosity alone (Kozeny-Carman: ~12% per 0.01 at 0.74)
                 morph_ok = morph_ok and ver["porosity"] <= c.porosity_goal + 0.5 * cfg.tol_porosity
         c.verification = Verification(
             values=ver, d_porosity=ver["porosity"] - pred.get("porosity", np.nan) if "porosity" in pred else np.nan,
