@@ -10,7 +10,8 @@ Families
   by per-axis blobiness.
 - ``foam``: open-cell-foam-like solid struts on the edges of a Voronoi tessellation (PoreSpy's
   ``voronoi_edges``, rasterized at once: :func:`voronoi_edges`), thickened until the porosity is
-  hit to one voxel.
+  hit to one voxel; PoreSpy's tessellation puts struts along the box faces, ``periodic=True``
+  continues it across them (seamless, as the periodic solver assumes).
 
 All sizes are in voxels. Every function takes an explicit ``seed`` and returns the same array for
 the same arguments. ``generate(name, shape, seed, **params)`` dispatches by family name; the
@@ -306,7 +307,7 @@ def blobs(shape: Shape, porosity: float, blobiness: float | Sequence[float] = 1.
     return np.asarray(im, dtype=bool)
 
 
-def voronoi_edges(shape: Shape, ncells: int, seed: int) -> np.ndarray:
+def voronoi_edges(shape: Shape, ncells: int, seed: int, periodic: bool = False) -> np.ndarray:
     """One-voxel-thin edges of a random Voronoi tessellation: PoreSpy's ``voronoi_edges`` (3.2,
     ``r=0, flat_faces=True``), the same voxels for the same arguments, rasterized at once.
 
@@ -322,6 +323,10 @@ def voronoi_edges(shape: Shape, ncells: int, seed: int) -> np.ndarray:
     ncells : number of Voronoi seeds (uniform in the box, rounded to voxels)
     seed : seed of the legacy ``np.random.RandomState`` PoreSpy draws from (the global state is
         not touched)
+    periodic : False (PoreSpy's): the seeds are mirrored into the neighbouring boxes, so cell
+        faces lie on the box faces (struts along every face of the box); True: the seeds are
+        repeated periodically, so the tessellation continues across the faces (the same seeds;
+        no PoreSpy counterpart)
 
     Returns
     -------
@@ -333,10 +338,11 @@ def voronoi_edges(shape: Shape, ncells: int, seed: int) -> np.ndarray:
     im = np.zeros(shape, dtype=bool)
     base = np.around(np.random.RandomState(seed).rand(int(ncells), im.ndim) * (shape - 1), decimals=0)
     im[tuple(base.T.astype(int))] = True
-    im = np.pad(im, [(s, s) for s in shape], mode="symmetric")  # (3 Y, 3 X[, 3 Z])
+    im = np.pad(im, [(s, s) for s in shape], mode="wrap" if periodic else "symmetric")  # (3 Y, 3 X[, 3 Z])
     big = np.asarray(im.shape)
     vor = Voronoi(points=np.vstack(np.where(im)).T)
-    vertices = np.around(vor.vertices) * ((big - 1) / big)
+    # PoreSpy shrinks the vertices by (big - 1) / big; a periodic tessellation keeps them in place
+    vertices = np.around(vor.vertices) if periodic else np.around(vor.vertices) * ((big - 1) / big)
     first, second = [], []
     for facet in vor.ridge_vertices:  # the closed cycle of each ridge's vertices
         first.extend(facet)
@@ -371,7 +377,7 @@ def foam_cells(shape: Shape, cell_size: float) -> int:
     return max(2, int(round(np.prod(shape) / float(cell_size) ** len(shape))))
 
 
-def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) -> np.ndarray:
+def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0, periodic: bool = False) -> np.ndarray:
     """Open-cell-foam-like medium: solid struts along the edges of a random Voronoi tessellation.
 
     The edge network of ``ncells = prod(shape) / cell_size**dims`` Poisson seeds (PoreSpy
@@ -384,17 +390,27 @@ def foam(shape: Shape, porosity: float, cell_size: float = 10.0, seed: int = 0) 
     porosity : pore fraction in (0, 1); open-cell foams are typically 0.7-0.97
     cell_size : mean cell diameter in voxels
     seed : random seed
+    periodic : False (the default, the foams of every dataset built before 2026-12-02): struts run
+        along the box faces (PoreSpy's mirrored seeds), a seam that the periodic solver reads as
+        part of the medium and that a periodic shift moves inside the volume; True: the
+        tessellation and the strut thickening continue across the faces (:func:`voronoi_edges`)
 
     Returns
     -------
-    im : bool array of ``shape``, True = pore. Not periodic across the faces.
+    im : bool array of ``shape``, True = pore; periodic across the faces only with ``periodic``.
     """
     shape = _check_shape(shape)
     porosity = _check_porosity(porosity)
     if cell_size <= 0:
         raise ValueError(f"cell_size must be > 0 voxels, got {cell_size}")
-    edges = voronoi_edges(shape, ncells=foam_cells(shape, cell_size), seed=int(seed))
-    dist = ndimage.distance_transform_edt(np.asarray(edges, dtype=bool))  # voxels to the nearest edge
+    edges = np.asarray(voronoi_edges(shape, ncells=foam_cells(shape, cell_size), seed=int(seed),
+                                     periodic=periodic), dtype=bool)
+    if periodic:  # distances across the faces too: the edges tiled 3^d times, the middle box kept
+        tiled = np.pad(edges, [(s, s) for s in shape], mode="wrap")
+        middle = tuple(slice(int(s), int(2 * s)) for s in shape)
+        dist = ndimage.distance_transform_edt(tiled)[middle]
+    else:
+        dist = ndimage.distance_transform_edt(edges)  # voxels to the nearest edge
     return _threshold_exact(dist, porosity, np.random.default_rng(seed))
 
 
