@@ -22,15 +22,32 @@ def unknown_key_error(key: str, valid, source: str | None = None, phrase: str = 
     return error(f"{prefix}{phrase} {key!r}{detail}; valid keys: {', '.join(sorted(valid))}")
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-5: a string to YAML 1.1 (no dot)
+
+
+def exponent_floats(value):
+    """``value`` as loaded by YAML, with every string in exponent notation without a dot (``1e-5``,
+    which YAML 1.1 leaves a string) made a float, in nested mappings and lists too: nobody means
+    the string, and as one it failed deep in the solver (``solver: {tol: 1e-5}``)."""
+    if isinstance(value, str):
+        return float(value) if _FLOAT.fullmatch(value.strip()) else value
+    if isinstance(value, dict):
+        return {k: exponent_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [exponent_floats(v) for v in value]
+    return value
+
+
 def read_yaml_mapping(path, error: type[Exception] = ValueError, what: str = "config file") -> dict:
-    """The mapping of a YAML (or JSON) file; ``error`` naming the file when missing or not a mapping."""
+    """The mapping of a YAML (or JSON) file; ``error`` naming the file when missing or not a mapping.
+    Exponent notation without a dot is read as a float (:func:`exponent_floats`)."""
     path = Path(path)
     if not path.is_file():
         raise (FileNotFoundError if error is ValueError else error)(f"{path}: {what} not found")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} must be a flat mapping of key: value")
-    return data
+    return exponent_floats(data)
 
 
 def _plain(v, kind: str):
@@ -111,19 +128,13 @@ def load_config_file(cls, path=None, overrides: dict | None = None, skip_none: b
     return cls.from_dict(data, source=str(path) if path is not None else "<defaults>")
 
 
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # 1e-5: a string to YAML 1.1 (no dot)
-
-
 def parse_override(text: str) -> tuple[str, object]:
     """``key=value`` from the command line; the value is parsed as YAML (numbers, lists, null),
     and exponent notation without a dot (``1e-5``, which YAML 1.1 leaves a string) as a float."""
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, value = text.split("=", 1)
-    parsed = yaml.safe_load(value)
-    if isinstance(parsed, str) and _FLOAT.fullmatch(parsed.strip()):
-        parsed = float(parsed)
-    return key.strip(), parsed
+    return key.strip(), exponent_floats(yaml.safe_load(value))
 
 
 class Check:

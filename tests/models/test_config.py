@@ -49,6 +49,19 @@ def test_load_yaml_with_overrides(tmp_path):
     # exponent notation without a dot is a string to YAML 1.1; a tolerance or lr must be a float
     assert parse_override("tol=1e-5") == ("tol", 1e-5) and parse_override("lr=3E-4") == ("lr", 3e-4)
     assert parse_override("device=cpu") == ("device", "cpu") and parse_override("x=1e5x") == ("x", "1e5x")
+    assert parse_override("solver={tol: 1e-5, max_steps: 100}") == ("solver", {"tol": 1e-5, "max_steps": 100})
+
+
+def test_config_files_read_exponent_notation_without_a_dot_as_floats(tmp_path):
+    from core.config import read_yaml_mapping
+
+    p = tmp_path / "c.yaml"
+    p.write_text("lr: 3e-4\nsolver: {tol: 1e-5}\nlist: [1e2, 2.5, x1e2]\nname: run1e5\n")
+    assert read_yaml_mapping(p) == {"lr": 3e-4, "solver": {"tol": 1e-5}, "list": [100.0, 2.5, "x1e2"],
+                                    "name": "run1e5"}
+    q = tmp_path / "pvae.yaml"
+    q.write_text("lr: 3e-4\n")
+    assert load_config(q).lr == 3e-4  # a float field, not the string '3e-4'
 
 
 @pytest.mark.parametrize("name", ["pvae_smoke.yaml", "pvae_demo.yaml", "pvae_2d.yaml"])
