@@ -61,7 +61,7 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of
         out["s2_dist"].append(torch.sqrt(((s2_t - s2_r) ** 2).mean(1)))
         out["mu"].append(mu.float())
         out["props"].append(out_b["props"].float())
-        out["props_volume"].append(model.predict_volumes(x, n_shifts).float() if n_shifts else out_b["props"].float())
+        out["props_volume"].append(model.predict_volumes(x, n_shifts, first=out_b["props"]).float())
         if examples is None:
             examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy(), pred[:4].cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples

@@ -358,10 +358,12 @@ class PVAE(nn.Module):
         return self.regressor(mu)
 
     @torch.no_grad()
-    def predict_volumes(self, x: torch.Tensor, n_shifts: int = 0, seed: int = 0) -> torch.Tensor:
+    def predict_volumes(self, x: torch.Tensor, n_shifts: int = 0, seed: int = 0,
+                        first: torch.Tensor | None = None) -> torch.Tensor:
         """Volumes x (B, 1, S, S[, S]) -> normalized properties (B, P): the regressor on the encoder's
         mean, averaged over x itself and ``n_shifts`` periodic shifts of it (seeded, the same shifts
-        for every sample).
+        for every sample). ``first``: the prediction for x itself (B, P) when the caller already
+        has it (an eval-mode forward's ``props``), so that pass is not run again.
 
         A periodic shift changes neither porosity nor k, but the global code (read from a flattened
         feature map) moves with it: the average is a shift-invariant predictor. On the 2D set it
@@ -369,7 +371,7 @@ class PVAE(nn.Module):
         generators (foams) it cost up to 0.01 (bench/RESULTS.md, "Periodic shifts")."""
         axes = tuple(range(2, x.ndim))
         g = torch.Generator().manual_seed(int(seed))
-        total = self.predict_properties(self.encode(x)[0])  # (B, P)
+        total = self.predict_properties(self.encode(x)[0]) if first is None else first  # (B, P)
         for _ in range(int(n_shifts)):
             shift = tuple(int(torch.randint(n, (1,), generator=g)) for n in x.shape[2:])
             total = total + self.predict_properties(self.encode(torch.roll(x, shift, axes))[0])

@@ -186,7 +186,7 @@ class TensorAugmenter:
 
     def __init__(self, dims: int, names: list[str], seed: int = 0, symmetries: bool = True, shifts: bool = False):
         self.dims, self.names, self.shifts = dims, list(names), bool(shifts)
-        self.group = symmetry_group(dims, self.names) if symmetries else [Symmetry(tuple(range(dims)), (1,) * dims)]
+        self.group = symmetry_group(dims, self.names) if symmetries else all_symmetries(dims)[:1]  # identity first
         self.maps = [g.column_map(self.names) for g in self.group]
         self.rng = torch.Generator().manual_seed(int(seed))
 

@@ -278,6 +278,7 @@ def test_predict_volumes_averages_over_periodic_shifts(dims):
     torch.testing.assert_close(one, model.predict_properties(model.encode(x)[0]))  # 0 shifts: one pass
     avg = model.predict_volumes(x, n_shifts=5, seed=1)
     torch.testing.assert_close(avg, model.predict_volumes(x, n_shifts=5, seed=1))  # seeded
+    torch.testing.assert_close(avg, model.predict_volumes(x, n_shifts=5, seed=1, first=one))  # x's pass given
     # the mean of the same passes written out: x itself, then the five drawn shifts
     g = torch.Generator().manual_seed(1)
     axes = tuple(range(2, x.ndim))
