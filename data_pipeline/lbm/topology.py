@@ -34,9 +34,10 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
     lat = lattice_for(im.ndim)
     D = im.ndim
     labels, n = ndimage.label(im, structure=ndimage.generate_binary_structure(D, D))
-    parent = np.arange(n + 1)
-    pot = np.zeros((n + 1, D), dtype=np.int64)  # translation of a label relative to its parent
-    windvec: dict[int, list[np.ndarray]] = {}
+    # union-find over labels in plain Python lists (a few hundred edges; numpy scalars cost more here)
+    parent = list(range(n + 1))
+    pot = [(0,) * D] * (n + 1)  # translation (x, y[, z]) of a label relative to its parent
+    windvec: dict[int, list[tuple]] = {}
 
     def find(a):
         path = []
@@ -44,24 +45,29 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
             path.append(a)
             a = parent[a]
         # path compression with accumulated offsets
-        acc = np.zeros(D, dtype=np.int64)
+        acc = (0,) * D
         for node in reversed(path):
-            acc = acc + pot[node]
+            acc = tuple(u + v for u, v in zip(acc, pot[node]))
             pot[node] = acc
             parent[node] = a
         return a
 
     shape = np.array(im.shape)  # array order
+    # links x -> x + c that cross a periodic face start on a face cell (|c_i| <= 1): only those are scanned
+    on_face = np.zeros(im.shape, dtype=bool)
+    for a in range(D):
+        on_face[(slice(None),) * a + (0,)] = on_face[(slice(None),) * a + (-1,)] = True
+    face_flat = np.flatnonzero(on_face & (labels > 0))  # (F,) pore cells on a face
+    face_idx = np.column_stack(np.unravel_index(face_flat, im.shape))  # (F, D) array order
     for q in range(1, lat.Q):
         cq = lat.c[q]
         if np.all(cq[::-1] == 0):
             continue
-        # links x -> x + c that cross a periodic face: only cells on the faces matter
         sh = np.array(_array_shift(cq))
-        dst_idx = np.indices(im.shape).reshape(D, -1).T + sh  # (V, D) array order
-        wrap = np.floor_divide(dst_idx, shape)  # (V, D) in {-1, 0, 1}
+        dst_idx = face_idx + sh  # (F, D) array order
+        wrap = np.floor_divide(dst_idx, shape)  # (F, D) in {-1, 0, 1}
         cross = np.any(wrap != 0, axis=1)
-        src_flat = np.flatnonzero(cross)
+        src_flat = face_flat[cross]
         if src_flat.size == 0:
             continue
         dst = dst_idx[cross] % shape
@@ -70,18 +76,23 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
         ok = (l1 > 0) & (l2 > 0)
         # translation of the neighbour copy in (x, y[, z]) order
         s = wrap[cross][ok][:, ::-1]
-        edges = np.unique(np.column_stack([l1[ok], l2[ok], s]), axis=0)
-        for e in edges:
-            a, b, sv = int(e[0]), int(e[1]), e[2:]
+        # distinct (l1, l2, s) rows in lexicographic order, via one int64 key (np.unique(axis=0) sorts
+        # structured rows and took most of the time): s in {-1, 0, 1}^D is a base-3 number
+        digits = 3 ** np.arange(D - 1, -1, -1)
+        key = (l1[ok].astype(np.int64) * (n + 1) + l2[ok]) * 3 ** D + (s + 1) @ digits
+        key = np.unique(key)
+        code, pair = key % 3 ** D, key // 3 ** D
+        edges = np.column_stack([pair // (n + 1), pair % (n + 1), (code[:, None] // digits) % 3 - 1])
+        for e in edges.tolist():
+            a, b, sv = e[0], e[1], e[2:]
             ra, rb = find(a), find(b)
             # copy of b translated by sv touches a: t_b = t_a + sv
+            w = tuple(pa + v - pb for pa, v, pb in zip(pot[a], sv, pot[b]))
             if ra != rb:
                 parent[rb] = ra
-                pot[rb] = pot[a] + sv - pot[b]
-            else:
-                w = pot[a] + sv - pot[b]
-                if np.any(w != 0):
-                    windvec.setdefault(ra, []).append(w)
+                pot[rb] = w
+            elif any(w):
+                windvec.setdefault(ra, []).append(w)
     roots_of = np.array([find(i) for i in range(n + 1)]) if n else np.zeros(1, dtype=np.int64)
     roots = roots_of[labels]
     roots[labels == 0] = 0

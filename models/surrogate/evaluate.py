@@ -32,7 +32,8 @@ def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_
     components), r2_log_k_diag (mean over the diagonal k), medrel_<k_ii> (median relative error
     of k in lattice units over samples with k_true > k_floor), medrel_k (pooled over the diagonal),
     medrel_offdiag (median |k_ij error| / mean diagonal k, pooled), and the normalized MSE of the
-    model against predicting the training mean (mse_norm, mse_norm_mean_baseline).
+    model against predicting the training mean (mse_norm, mse_norm_mean_baseline; both over the
+    known values, k_ii = 0 left out).
     """
     m: dict = {}
     r2 = {}
@@ -65,8 +66,11 @@ def score(true_log: np.ndarray, pred_log: np.ndarray, names: list[str], norm, k_
             rel = np.concatenate([np.abs(pred_log[ok, j] - true_log[ok, j]) / scale[ok] for j in off])
             m["medrel_offdiag"] = float(np.median(rel)) if rel.size else float("nan")
     std = np.asarray(norm.std)
-    m["mse_norm"] = float((((pred_log - true_log) / std) ** 2).mean())
-    m["mse_norm_mean_baseline"] = float((((np.asarray(norm.mean) - true_log) / std) ** 2).mean())
+    known = np.ones(true_log.shape, dtype=bool)  # (N, P): k_ii = 0 is a class, not a number to score
+    for j in diag:
+        known[:, j] = true_log[:, j] > np.log10(k_floor)
+    m["mse_norm"] = float((((pred_log - true_log) / std) ** 2)[known].mean())
+    m["mse_norm_mean_baseline"] = float((((np.asarray(norm.mean) - true_log) / std) ** 2)[known].mean())
     return m
 
 
@@ -92,7 +96,9 @@ def evaluate_surrogate(surrogate, dataset_dir, split: str = "test", out_dir=None
     if out_dir is not None:
         out_dir = Path(out_dir)
         r2 = {c: metrics[f"r2_{c}"] for c in cfg.components}
-        figs = [plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.components, r2)]
+        scored = np.column_stack([true_log[:, j] > np.log10(cfg.k_floor) if surrogate.norm.log[j]
+                                  else np.ones(len(true_log), dtype=bool) for j in range(len(cfg.components))])
+        figs = [plots.plot_parity(out_dir / "parity.png", true_log, pred_log, cfg.components, r2, scored=scored)]
         phi = vols.reshape(len(vols), -1).mean(1)
         figs.append(plot_error_vs_porosity(out_dir / "error_vs_porosity.png", phi, true_log, pred_log,
                                            cfg.components, surrogate.norm.log))

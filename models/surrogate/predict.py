@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from core.checkpoint import read_config_dict, require_files
-from core.properties import diagonal_columns
+from core.properties import component_index, diagonal_columns, is_k_component
 from models.checkpoint import Normalizer
 from models.common import resolve_device
 from models.surrogate.augment import symmetry_group
@@ -64,10 +64,22 @@ class Surrogate:
         -------
         list of dict, one per volume: ``porosity`` (measured exactly on the volume, fraction) and every
         predicted k_* component (lattice units, voxel^2); ``pred_porosity`` when porosity is a target.
+        Along an axis on which no pore cluster winds through the periodic box (the solver's own
+        topology test, :func:`data_pipeline.lbm.topology.active_pore_space`) k is 0 exactly, as the
+        solver reports it: k_ii and every off-diagonal k_ij that involves that axis. The network is
+        trained on the percolating values only, so it is not asked for these.
         """
+        from data_pipeline.lbm.topology import active_pore_space
+
         x = self._check(ims)
         y = self.norm.from_log(self.predict_log(x, batch_size, tta))  # (N, P) raw units
         phi = x.reshape(len(x), -1).mean(axis=1, dtype=np.float64)
+        for i in range(len(x)):
+            blocked = ~active_pore_space(x[i].astype(bool))[1]  # (D,) in (x, y[, z]) order
+            if blocked.any():
+                for j, name in enumerate(self.components):
+                    if is_k_component(name) and any(blocked[a] for a in component_index(name)):
+                        y[i, j] = 0.0
         rows = []
         for i in range(len(x)):
             row = {"porosity": float(phi[i])}

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.checkpoint import Normalizer
+from models.checkpoint import Normalizer, known_mask
 from models.common import EpochTrainer, batches, setup_optimization
 from models.surrogate.augment import TensorAugmenter, symmetry_group
 from models.surrogate.config import SurrogateConfig
@@ -67,9 +67,14 @@ class SurrogateTrainer(EpochTrainer):
     def _load_tensors(self) -> None:
         def tensors(ds):
             x = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
-            y = torch.from_numpy(self.norm.to_log(ds.targets).astype(np.float32))  # (N, P) log space
-            if not torch.isfinite(y).all():
-                raise ValueError(f"{self.dataset_dir / 'properties.csv'}: non-finite targets in split {ds.ids[:3]}...")
+            y = self.norm.to_log(ds.targets)  # (N, P) log space
+            known = known_mask(self.cfg.components, ds.targets)  # (N, P) False: k_ii = 0 (not percolating)
+            if not np.isfinite(y[known]).all():
+                bad = [ds.ids[i] for i in np.flatnonzero(~np.isfinite(np.where(known, y, 0.0)).all(1))[:3]]
+                raise ValueError(f"{self.dataset_dir / 'properties.csv'}: non-finite targets (samples {bad})")
+            # k = 0 along an axis is a percolation class, not a number: NaN here, left out of the loss
+            # (the symmetries permute it with its column); predict() sets it from the topology
+            y = torch.from_numpy(np.where(known, y, np.nan).astype(np.float32))
             if self.cuda and x.numel() < 2**31:  # small enough: keep the whole split on the GPU
                 x, y = x.to(self.device), y.to(self.device)
             return x, y
@@ -101,7 +106,8 @@ class SurrogateTrainer(EpochTrainer):
             x, y = self._prepare(self.x_train[idx], self.y_train[idx], augment=True)
             with self._autocast():
                 pred = model(x)
-            loss = F.mse_loss(pred.float(), y)
+            known = torch.isfinite(y)  # (B, P)
+            loss = F.mse_loss(pred.float()[known], y[known])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} (lr {cfg.lr:g})")
             self._step(loss)
@@ -115,13 +121,16 @@ class SurrogateTrainer(EpochTrainer):
         """MSE of the normalized targets on the validation split (total and per component)."""
         self.model.eval()
         sq = torch.zeros(len(self.cfg.components), device=self.device)
+        count = torch.zeros(len(self.cfg.components), device=self.device)
         for idx in batches(len(self.x_val), self.cfg.eval_batch_size, None):
             idx = idx.to(self.x_val.device)
             x, y = self._prepare(self.x_val[idx], self.y_val[idx], augment=False)
             with self._autocast():
                 pred = self.model(x)
-            sq += ((pred.float() - y) ** 2).sum(0)
-        per = (sq / len(self.x_val)).cpu().numpy()
+            known = torch.isfinite(y)  # (B, P): k_ii = 0 is not scored
+            sq += torch.where(known, (pred.float() - y) ** 2, 0.0).sum(0)
+            count += known.sum(0)
+        per = (sq / count.clamp(min=1)).cpu().numpy()
         out = {"loss": float(per.mean())}
         out.update({f"mse_{name}": float(v) for name, v in zip(self.cfg.components, per)})
         return out

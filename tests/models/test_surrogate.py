@@ -159,3 +159,53 @@ def test_cli_train_evaluate_predict_labels_a_folder(toy2d, tmp_path, capsys):
         write_properties(toy2d, props)
     assert main(["predict", "--checkpoint", str(tmp_path / "nope"), "--dataset", str(toy2d)]) == 2
     assert "not a surrogate checkpoint" in capsys.readouterr().err
+
+
+# --- k = 0: a percolation class, not a number -------------------------------------------------------
+@pytest.fixture(scope="module")
+def solver2d(tmp_path_factory):
+    """30 blob images (16x16) labeled by the D2Q9 solver; at porosity 0.3-0.55 some do not percolate
+    along an axis (k = 0 there)."""
+    from data_pipeline.io import property_columns, write_volume
+    from data_pipeline.permeability import permeability
+    from data_pipeline.synth import blobs
+    from core.io import write_yaml
+
+    root = tmp_path_factory.mktemp("solver2d")
+    rows = []
+    for i, phi in enumerate(np.linspace(0.3, 0.55, 30)):
+        im = blobs((16, 16), porosity=float(phi), blobiness=1.0, seed=i)
+        write_volume(root / "volumes" / f"s{i:03d}.tif", im)
+        res = permeability(im, tol=1e-4, device="cpu")
+        rows.append({"sample_id": f"s{i:03d}", "porosity": res.porosity, "k_xx": res.k[0, 0], "k_yy": res.k[1, 1],
+                     "k_xy": res.k[0, 1], "steps": res.steps, "converged": res.converged, "residual": res.residual,
+                     "max_mach": res.max_mach, "labeler": "lbm", "status": "ok", "error": ""})
+    write_yaml(root / "dataset.yaml", {"dims": 2, "shape": [16, 16], "voxel_size": None, "pore": 1})
+    df = pd.DataFrame(rows)
+    write_properties(root, df[[c for c in property_columns(2) if c in df.columns]])
+    return root
+
+
+def test_non_percolating_k_is_left_out_of_training_and_predicted_as_zero(solver2d, tmp_path):
+    cfg = SurrogateConfig(dims=2, input_size=16, components=["porosity", "k_xx", "k_yy"], scales=2,
+                          channels=[8, 16], head_width=16, batch_size=8, epochs=2, num_threads=1,
+                          split_fractions=[0.6, 0.2, 0.2])
+    t = SurrogateTrainer(cfg, solver2d)
+    raw = t.train_set.targets  # (N, 3) porosity, k_xx, k_yy from the solver
+    zero = raw[:, 1:] == 0
+    assert zero.any() and (~zero).any(), "the fixture must hold both percolating and blocked axes"
+    # the blocked axes are missing values (NaN), not log10(k_floor) = -6 pulling the fit
+    y = t.y_train.numpy()[:, 1:]
+    assert np.isnan(y[zero]).all() and np.isfinite(y[~zero]).all()
+    assert np.isfinite(t.y_train.numpy()[:, 0]).all()
+    t.fit(tmp_path / "run", log=None)
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in t.history)
+    # prediction: k = 0 exactly where the solver found no path through the periodic box, > 0 elsewhere
+    ims = t.train_set.volumes()
+    rows = t.surrogate().predict(ims)
+    pred = np.array([[r["k_xx"], r["k_yy"]] for r in rows])
+    assert (pred[zero] == 0).all() and (pred[~zero] > 0).all()
+    # evaluation scores log10 k over the percolating samples only and counts the others
+    m = evaluate_surrogate(t.surrogate(), solver2d, split="train")
+    assert m["n_nonpercolating_k_xx"] + m["n_nonpercolating_k_yy"] == int(zero.sum())
+    assert np.isfinite(m["mse_norm"]) and m["mse_norm_mean_baseline"] < 5.0, m
