@@ -8,6 +8,8 @@ union-find with offsets over the links that cross the periodic faces.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -17,6 +19,37 @@ from .lattice import Lattice, lattice_for
 def _array_shift(c_xyz: np.ndarray) -> tuple[int, ...]:
     """Lattice velocity (x, y[, z]) -> array offset in (..., y, x) axis order."""
     return tuple(int(v) for v in c_xyz[::-1])
+
+
+@functools.lru_cache(maxsize=16)
+def _periodic_links(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lattice links that cross a periodic face of a box of ``shape`` (array order).
+
+    Returns flat indices ``src`` and ``dst`` (M,) and ``code`` (M,): the translation (x, y[, z]) of
+    the periodic copy that ``dst`` belongs to, each component in {-1, 0, 1}, as a base-3 number
+    (x the most significant digit). Only face cells can start such a link (|c_i| <= 1); the arrays
+    depend on the shape alone, so they are built once per shape."""
+    D = len(shape)
+    lat = lattice_for(D)
+    dims = np.array(shape)
+    on_face = np.zeros(shape, dtype=bool)
+    for a in range(D):
+        on_face[(slice(None),) * a + (0,)] = on_face[(slice(None),) * a + (-1,)] = True
+    face_flat = np.flatnonzero(on_face)
+    face_idx = np.column_stack(np.unravel_index(face_flat, shape))  # (F, D) array order
+    digits = 3 ** np.arange(D - 1, -1, -1)
+    src, dst, code = [], [], []
+    for q in range(1, lat.Q):
+        sh = np.array(_array_shift(lat.c[q]))
+        if not sh.any():
+            continue
+        to = face_idx + sh  # (F, D) array order
+        wrap = np.floor_divide(to, dims)  # (F, D) in {-1, 0, 1}
+        cross = np.any(wrap != 0, axis=1)
+        src.append(face_flat[cross])
+        dst.append(np.ravel_multi_index(tuple((to[cross] % dims).T), shape))
+        code.append((wrap[cross][:, ::-1] + 1) @ digits)  # translation in (x, y[, z]) order
+    return tuple(np.concatenate(v).astype(np.int64) for v in (src, dst, code))
 
 
 def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -33,7 +66,9 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
     """
     lat = lattice_for(im.ndim)
     D = im.ndim
-    labels, n = ndimage.label(im, structure=ndimage.generate_binary_structure(D, D))
+    # the lattice's own links: faces and edges (18 neighbours in 3D, D3Q19; 8 in 2D, D2Q9). Connectivity
+    # D (26 neighbours in 3D) joined clusters that touch at a corner only, which no D3Q19 link crosses
+    labels, n = ndimage.label(im, structure=ndimage.generate_binary_structure(D, 2))
     # union-find over labels in plain Python lists (a few hundred edges; numpy scalars cost more here)
     parent = list(range(n + 1))
     pot = [(0,) * D] * (n + 1)  # translation (x, y[, z]) of a label relative to its parent
@@ -52,54 +87,36 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
             parent[node] = a
         return a
 
-    shape = np.array(im.shape)  # array order
-    # links x -> x + c that cross a periodic face start on a face cell (|c_i| <= 1): only those are scanned
-    on_face = np.zeros(im.shape, dtype=bool)
-    for a in range(D):
-        on_face[(slice(None),) * a + (0,)] = on_face[(slice(None),) * a + (-1,)] = True
-    face_flat = np.flatnonzero(on_face & (labels > 0))  # (F,) pore cells on a face
-    face_idx = np.column_stack(np.unravel_index(face_flat, im.shape))  # (F, D) array order
-    for q in range(1, lat.Q):
-        cq = lat.c[q]
-        if np.all(cq[::-1] == 0):
-            continue
-        sh = np.array(_array_shift(cq))
-        dst_idx = face_idx + sh  # (F, D) array order
-        wrap = np.floor_divide(dst_idx, shape)  # (F, D) in {-1, 0, 1}
-        cross = np.any(wrap != 0, axis=1)
-        src_flat = face_flat[cross]
-        if src_flat.size == 0:
-            continue
-        dst = dst_idx[cross] % shape
-        l1 = labels.ravel()[src_flat]
-        l2 = labels[tuple(dst.T)]
-        ok = (l1 > 0) & (l2 > 0)
-        # translation of the neighbour copy in (x, y[, z]) order
-        s = wrap[cross][ok][:, ::-1]
-        # distinct (l1, l2, s) rows in lexicographic order, via one int64 key (np.unique(axis=0) sorts
-        # structured rows and took most of the time): s in {-1, 0, 1}^D is a base-3 number
-        digits = 3 ** np.arange(D - 1, -1, -1)
-        key = (l1[ok].astype(np.int64) * (n + 1) + l2[ok]) * 3 ** D + (s + 1) @ digits
-        key = np.unique(key)
-        code, pair = key % 3 ** D, key // 3 ** D
-        edges = np.column_stack([pair // (n + 1), pair % (n + 1), (code[:, None] // digits) % 3 - 1])
-        for e in edges.tolist():
-            a, b, sv = e[0], e[1], e[2:]
-            ra, rb = find(a), find(b)
-            # copy of b translated by sv touches a: t_b = t_a + sv
-            w = tuple(pa + v - pb for pa, v, pb in zip(pot[a], sv, pot[b]))
-            if ra != rb:
-                parent[rb] = ra
-                pot[rb] = w
-            elif any(w):
-                windvec.setdefault(ra, []).append(w)
+    # every link x -> x + c that crosses a periodic face, with the translation of the copy it reaches
+    src, dst, code = _periodic_links(im.shape)  # (M,) each; code: base-3 translation, (x, y[, z])
+    lab = labels.ravel()
+    l1, l2 = lab[src], lab[dst]
+    ok = (l1 > 0) & (l2 > 0)
+    # distinct (l1, l2, translation) triples via one int64 key (np.unique(axis=0) on rows is slow)
+    key = np.unique((l1[ok].astype(np.int64) * (n + 1) + l2[ok]) * 3 ** D + code[ok])
+    digits = 3 ** np.arange(D - 1, -1, -1)
+    pair, code_u = key // 3 ** D, key % 3 ** D
+    edges = np.column_stack([pair // (n + 1), pair % (n + 1), (code_u[:, None] // digits) % 3 - 1])
+    # one pass over all edges: the winding flags do not depend on their order (the cycles found
+    # generate the same winding vectors)
+    for e in edges.tolist():
+        a, b, sv = e[0], e[1], e[2:]
+        ra, rb = find(a), find(b)
+        # copy of b translated by sv touches a: t_b = t_a + sv
+        w = tuple(pa + v - pb for pa, v, pb in zip(pot[a], sv, pot[b]))
+        if ra != rb:
+            parent[rb] = ra
+            pot[rb] = w
+        elif any(w):
+            windvec.setdefault(ra, []).append(w)
     roots_of = np.array([find(i) for i in range(n + 1)]) if n else np.zeros(1, dtype=np.int64)
     roots = roots_of[labels]
     roots[labels == 0] = 0
-    winds = {}
-    for r in np.unique(roots_of[1:]) if n else []:
-        ws = windvec.get(int(r), [])
-        winds[int(r)] = np.any(np.array(ws) != 0, axis=0) if ws else np.zeros(D, dtype=bool)
+    winds = {int(r): np.zeros(D, dtype=bool) for r in (np.unique(roots_of[1:]) if n else [])}
+    # a cycle was recorded under the root of its cluster at that time; that root may have been
+    # merged under another since (a winding vector does not depend on the frame it was found in)
+    for r, ws in windvec.items():
+        winds[int(roots_of[r])] |= np.any(np.array(ws) != 0, axis=0)
     return roots, winds
 
 
