@@ -82,6 +82,7 @@ class BuildConfig(FlatConfig):
     gpus_per_task: float = 1.0            # GPUs per labeling task when the cluster has GPUs
     threads_per_task: int = 1             # solver threads per labeling task (CPU)
     retry_failed: bool = False            # relabel rows with status "failed" on a rerun
+    recheck_percolation: bool = False     # relabel solver rows whose k = 0 pattern the topology test contradicts
 
     ERROR = DataError
 
@@ -362,6 +363,29 @@ class _Properties:
         write_properties(self.out, df.drop(columns=empty_k))  # porosity-only datasets carry no k
 
 
+def _percolation_mismatches(out: Path, props: _Properties, dims: int, ids) -> set[str]:
+    """Ok solver rows whose pattern of k_ii = 0 disagrees with the topology test of their volume.
+
+    Until 2026-12-02 the test (data_pipeline.lbm.topology) could miss a winding cluster (k = 0 on an
+    axis that percolates: ~0.5% of the bench families near porosity 0.35-0.55) and joined 3D pores
+    touching at a corner; rows labeled then are found here and relabeled (``recheck_percolation``)."""
+    from data_pipeline.lbm.topology import active_pore_space
+
+    k_cols = [f"k_{a}{a}" for a in "xyz"[:dims]]
+    stale = set()
+    for sid in ids:
+        r = props.rows.get(sid)
+        if not r or r.get("status") != "ok" or labeler_kind(r.get("labeler")) != "lbm":
+            continue
+        k = [r.get(c) for c in k_cols]
+        if any(v is None or not np.isfinite(float(v)) for v in k):
+            continue
+        flags = active_pore_space(read_volume(volume_path(out, sid)))[1]  # (D,) x, y(, z)
+        if [float(v) > 0 for v in k] != [bool(f) for f in flags]:
+            stale.add(sid)
+    return stale
+
+
 def build_dataset(cfg: BuildConfig, *, progress: bool = True, load_labeler=None) -> Path:
     """Synthesize or take volumes, label what is missing, write the dataset; returns its folder.
 
@@ -409,7 +433,12 @@ def build_dataset(cfg: BuildConfig, *, progress: bool = True, load_labeler=None)
     for sid, err in synth_errors.items():
         if not props.done(sid, assigned[sid], cfg.retry_failed):
             props.put(sid, {"porosity": float("nan"), "labeler": assigned[sid], "status": "failed", "error": err})
-    todo = [s for s in ids if s not in synth_errors and not props.done(s, assigned[s], cfg.retry_failed)]
+    redo = _percolation_mismatches(out, props, dims, ids) if cfg.recheck_percolation else set()
+    if cfg.recheck_percolation:
+        print(f"build {out}: {len(redo)} solver row(s) with k = 0 on an axis the topology test finds "
+              f"percolating (or k > 0 on one it finds blocked): relabeled", flush=True)
+    todo = [s for s in ids if s not in synth_errors
+            and (s in redo or not props.done(s, assigned[s], cfg.retry_failed))]
     by = {kind: [s for s in todo if assigned[s] == kind] for kind in ("lbm", "surrogate", "none")}
     split = f": {len(by['lbm'])} lbm, {len(by['surrogate'])} surrogate" if label == "mixed" else ""
     print(f"build {out}: {len(ids)} samples, {len(ids) - len(todo)} already labeled, labeling {len(todo)} "
@@ -588,6 +617,9 @@ def main(argv: list[str] | None = None, load_labeler=None) -> int:
                    help="mixed: probability in [0, 1] that a sample goes to the solver (seeded per sample id)")
     p.add_argument("--serial", action="store_true", help="label in this process, without Ray")
     p.add_argument("--retry-failed", action="store_true", help="relabel samples whose row is failed")
+    p.add_argument("--recheck-percolation", action="store_true",
+                   help="relabel solver rows whose k = 0 axes the topology test contradicts (rows labeled "
+                        "before 2026-12-02, see bench/RESULTS.md 'Percolation test and the step cap')")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -595,7 +627,8 @@ def main(argv: list[str] | None = None, load_labeler=None) -> int:
                                 address=args.address, label=args.label, surrogate=args.surrogate,
                                 lbm_fraction=args.lbm_fraction,
                                 parallel="serial" if args.serial else None,
-                                retry_failed=True if args.retry_failed else None)
+                                retry_failed=True if args.retry_failed else None,
+                                recheck_percolation=True if args.recheck_percolation else None)
         if load_labeler is None and cfg.label in ("surrogate", "mixed"):
             load_labeler = installed_labeler_loader("surrogate")
         out = build_dataset(cfg, progress=not args.no_progress, load_labeler=load_labeler)

@@ -59,13 +59,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="solver option, e.g. --solver tol=1e-5 (repeatable; see data_pipeline.permeability)")
     p.add_argument("--voxel-size", type=float, help="voxel edge in metres (recorded in dataset.yaml)")
     p.add_argument("--retry-failed", action="store_true", help="relabel samples whose row is failed")
+    p.add_argument("--recheck-percolation", action="store_true",
+                   help="relabel solver rows whose k = 0 axes the topology test contradicts (labeled before 2026-12-02)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
         solver = dict(parse_override(s) for s in args.solver) if args.solver else None
         cfg = label_config(args.dataset, args.out, label=args.label, surrogate=args.surrogate, num_cpus=args.num_cpus,
                            address=args.address, parallel="serial" if args.serial else None, solver=solver,
-                           voxel_size=args.voxel_size, retry_failed=True if args.retry_failed else None)
+                           voxel_size=args.voxel_size, retry_failed=True if args.retry_failed else None,
+                           recheck_percolation=True if args.recheck_percolation else None)
         load = installed_labeler_loader("surrogate") if cfg.label in ("surrogate", "mixed") else None
         out = build_dataset(cfg, progress=not args.no_progress, load_labeler=load)
     except (DataError, ValueError) as exc:

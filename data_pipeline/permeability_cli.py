@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--tol", type=float, default=1e-5,
                    help="relative change of the mean velocity over 100 steps (default 1e-5)")
-    p.add_argument("--max-steps", type=int, default=20000, help="step cap (default 20000)")
+    p.add_argument("--max-steps", type=int, default=None, help="step cap (default 100000 in 2D, 20000 in 3D)")
     p.add_argument("--tau", type=float, default=1.0,
                    help="relaxation time (with TRT k does not depend on it; default 1.0)")
     p.add_argument("--collision", default="trt", choices=["trt", "bgk"])

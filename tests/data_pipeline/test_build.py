@@ -177,3 +177,36 @@ def test_label_verb_labels_an_imported_folder_in_place(tmp_path):
     assert props.loc["closed", "status"] == "failed" and props.loc["closed", "error"]
     meta = yaml.safe_load((ds / "dataset.yaml").read_text())
     assert meta["dims"] == 2 and meta["voxel_size"] == 1e-6 and meta["label"] == "lbm"
+
+
+def test_recheck_percolation_relabels_rows_the_topology_test_contradicts(tmp_path, capsys):
+    """A row written by the topology test before its 2026-12-02 fix (k_xx = 0 on a slit that
+    percolates along x) is found and relabeled; rows that agree are left as they are."""
+    import tifffile
+
+    from data_pipeline.importers import import_volumes
+    from data_pipeline.io import write_properties
+    from data_pipeline.label import main as label_main
+
+    src = tmp_path / "tif"
+    src.mkdir()
+    for name, rows in {"slit_a": slice(6, 10), "slit_b": slice(3, 8)}.items():
+        im = np.zeros((16, 16), np.uint8)
+        im[rows, :] = 1  # along x: k_xx > 0, k_yy = 0
+        tifffile.imwrite(src / f"{name}.tif", im)
+    ds = import_volumes("images2d", [src], tmp_path / "data")
+    assert label_main([str(ds), "--serial", "--no-progress"]) == 0
+    good = pd.read_csv(ds / "properties.csv").set_index("sample_id")
+    assert (good["k_xx"] > 0).all() and (good["k_yy"] == 0).all()
+    stale = good.copy()
+    stale.loc["slit_a", ["k_xx", "steps"]] = [0.0, 0]  # what the old test could write
+    write_properties(ds, stale.reset_index())
+    assert label_main([str(ds), "--serial", "--no-progress"]) == 0  # a plain rerun keeps the row
+    assert pd.read_csv(ds / "properties.csv").set_index("sample_id").loc["slit_a", "k_xx"] == 0
+    capsys.readouterr()
+    assert label_main([str(ds), "--serial", "--no-progress", "--recheck-percolation"]) == 0
+    assert "1 solver row(s) with k = 0 on an axis the topology test finds percolating" in capsys.readouterr().out
+    after = pd.read_csv(ds / "properties.csv").set_index("sample_id")
+    assert after.loc["slit_a", "k_xx"] == pytest.approx(good.loc["slit_a", "k_xx"], rel=1e-6)
+    assert after.loc["slit_a", "steps"] > 0 and after.loc["slit_a", "k_yy"] == 0
+    assert after.loc["slit_b"].equals(good.loc["slit_b"])  # untouched
