@@ -196,7 +196,7 @@ class PVAEConfig(TrainingConfig):
         if not self.properties:
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
-        check.one_of("texture_prior", ("white", "spectral"))
+        check.one_of("texture_prior", ("white", "spectral", "conditional"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components",
                         "predict_shifts"), 0)
         if self.beta_spatial is not None and not self.beta_spatial >= 0:

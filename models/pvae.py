@@ -42,6 +42,7 @@ from models.layers import norm_layer as _norm
 from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: the model's loss)
 
 NOISE_SEED = 0  # seed of the fixed noise field that makes decode(z) deterministic
+TEXTURE_PRIORS = ("white", "spectral", "conditional")
 SPECTRUM_LR_SCALE = 20.0  # learning-rate multiplier of the texture prior's spectrum (PVAE.lr_scales)
 
 
@@ -94,7 +95,9 @@ class PVAE(nn.Module):
     texture_prior : "white" (p(z_s | z) independent per site: mu_p + sigma_p * eps) or "spectral"
         (the residual (z_s - mu_p) / sigma_p a stationary Gaussian field with an isotropic power
         spectrum per channel, :meth:`colour`, learned with the network; a flat spectrum, its
-        start, is the white prior)
+        start, is the white prior) or "conditional" (the spectral prior whose log spectrum is the
+        learned table plus a linear function of the global code, zero at the start: each code
+        gets its own texture scale, e.g. a foam's cell size, a channel network's width)
     """
 
     def __init__(self, dims: int = 3, input_size: int = 32, n_properties: int = 4,
@@ -108,8 +111,8 @@ class PVAE(nn.Module):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
         if padding not in ("circular", "zeros"):
             raise ValueError(f"padding must be 'circular' or 'zeros', got {padding!r}")
-        if texture_prior not in ("white", "spectral"):
-            raise ValueError(f"texture_prior must be 'white' or 'spectral', got {texture_prior!r}")
+        if texture_prior not in TEXTURE_PRIORS:
+            raise ValueError(f"texture_prior must be one of {TEXTURE_PRIORS}, got {texture_prior!r}")
         self.dims, self.input_size, self.latent_dim = dims, int(input_size), int(latent_dim)
         self.texture_prior = texture_prior if spatial_channels else "white"  # no texture latent: nothing to colour
         channels = [int(c) for c in channels]
@@ -161,8 +164,12 @@ class PVAE(nn.Module):
             noise = torch.randn((1, cs) + (self.sizes[self.spatial_stage],) * dims,
                                 generator=torch.Generator().manual_seed(NOISE_SEED))
             self.register_buffer("noise", noise, persistent=False)  # (1, cs, s, s[, s])
-            if texture_prior == "spectral":
+            if texture_prior in ("spectral", "conditional"):
                 self._init_spectrum(self.sizes[self.spatial_stage])
+            if texture_prior == "conditional":  # log-spectrum offsets from the global code, zero at the start
+                self.spectrum_head = nn.Linear(latent_dim, cs * self.log_spectrum.shape[1])
+                nn.init.zeros_(self.spectrum_head.weight)
+                nn.init.zeros_(self.spectrum_head.bias)
 
         layers, width_in = [], latent_dim
         for _ in range(regressor_depth):
@@ -248,7 +255,11 @@ class PVAE(nn.Module):
         The spectrum table moves at most about lr per Adam step whatever its gradient: at the
         network's lr it moved +-0.2 in the 192 steps of a demo-scale run, against +-2 at 20x
         (bench/RESULTS.md, "Spectral texture prior")."""
-        return {"log_spectrum": SPECTRUM_LR_SCALE} if self.texture_prior == "spectral" else {}
+        if self.texture_prior == "white":
+            return {}
+        names = ["log_spectrum"] + (["spectrum_head.weight", "spectrum_head.bias"]
+                                    if self.texture_prior == "conditional" else [])
+        return {n: SPECTRUM_LR_SCALE for n in names}
 
     def _init_spectrum(self, s: int) -> None:
         """Radial log power spectrum (cs, n_bins) of the texture residual: column j holds |k| = j + 1,
@@ -267,41 +278,48 @@ class PVAE(nn.Module):
         self.register_buffer("_k_radius", k, persistent=False)
         self.register_buffer("_k_mult", mult, persistent=False)
 
-    def spectrum(self) -> torch.Tensor | None:
+    def spectrum(self, z: torch.Tensor | None = None) -> torch.Tensor | None:
         """Power spectrum S_k of the texture residual (z_s - mu_p) / sigma_p on the rfft grid,
         (cs, s, s[, s//2 + 1]) (the residual's variance per site is the mean of S_k over the full
-        spectrum; S = 1 is the white prior); None for the white prior."""
-        if self.texture_prior != "spectral":
+        spectrum; S = 1 is the white prior); None for the white prior. The "conditional" prior takes
+        the global code z (B, L) and gives one spectrum per row, (B, cs, s, s[, s//2 + 1])."""
+        if self.texture_prior == "white":
             return None
+        table = self.log_spectrum.float()  # (cs, n_bins), column j: |k| = j + 1
+        if self.texture_prior == "conditional":
+            if z is None:
+                raise ValueError("the conditional texture prior needs the global code z")
+            table = table + self.spectrum_head(z.float()).view(len(z), *table.shape)  # (B, cs, n_bins)
         k = self._k_radius
         i0 = k.floor().long()
-        w = (k - i0).unsqueeze(0)  # (1, *grid)
-        table = self.log_spectrum.float()  # column j: |k| = j + 1
-        return (table[:, i0 - 1] * (1.0 - w) + table[:, i0] * w).exp()  # (cs, *grid)
+        w = k - i0  # (*grid)
+        return (table[..., i0 - 1] * (1.0 - w) + table[..., i0] * w).exp()  # ([B,] cs, *grid)
 
-    def prior_texture(self, mu_p, logvar_p, eps, temperature: float = 1.0) -> torch.Tensor:
-        """A texture latent from the conditional prior: mu_p + temperature * sigma_p * colour(eps)."""
-        return mu_p + temperature * torch.exp(0.5 * logvar_p) * self.colour(eps)
+    def prior_texture(self, mu_p, logvar_p, eps, temperature: float = 1.0, z: torch.Tensor | None = None):
+        """A texture latent from the conditional prior: mu_p + temperature * sigma_p * colour(eps, z)."""
+        return mu_p + temperature * torch.exp(0.5 * logvar_p) * self.colour(eps, z)
 
-    def colour(self, eps: torch.Tensor) -> torch.Tensor:
+    def colour(self, eps: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """White noise (B, cs, s, s[, s]) -> the prior's residual field: a stationary Gaussian field
-        with power spectrum :meth:`spectrum`; eps itself for the white prior."""
-        spec = self.spectrum()
+        with power spectrum :meth:`spectrum` (of the global code z for the conditional prior); eps
+        itself for the white prior."""
+        spec = self.spectrum(z)
         if spec is None:
             return eps
         axes = tuple(range(2, eps.ndim))
         f = torch.fft.rfftn(eps.float(), dim=axes) * spec.sqrt()
         return torch.fft.irfftn(f, s=eps.shape[2:], dim=axes).to(eps.dtype)
 
-    def kl_spatial(self, mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
+    def kl_spatial(self, mu_q, logvar_q, mu_p, logvar_p, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z_s | x) || p(z_s | z)) per sample (B,), nats.
 
         White prior: the sum of per-site Gaussian KLs. Spectral prior: with a = (mu_q - mu_p) / sigma_p,
         b^2 = sigma_q^2 / sigma_p^2 (KL is invariant under that map applied to both) and C the
         circulant covariance of the residual (eigenvalues S_k),
         KL = 1/2 [c0 sum b^2 + (1/N) sum_k |a_k|^2 / S_k - N + sum_k log S_k - sum log b^2] per channel,
-        c0 = (1/N) sum_k 1 / S_k the diagonal of C^-1; equal to the white KL for S = 1."""
-        spec = self.spectrum()
+        c0 = (1/N) sum_k 1 / S_k the diagonal of C^-1; equal to the white KL for S = 1. The conditional
+        prior's C is that of each row's own spectrum (z: the global code the row is decoded from)."""
+        spec = self.spectrum(z)
         if spec is None:
             return kl_gaussians(mu_q, logvar_q, mu_p, logvar_p)
         axes = tuple(range(2, mu_q.ndim))
@@ -311,8 +329,8 @@ class PVAE(nn.Module):
         mult = self._k_mult
         a_hat2 = torch.fft.rfftn(a, dim=axes).abs().pow(2)  # (B, cs, *rgrid)
         quad = (a_hat2 * mult / spec).flatten(2).sum(2) / n  # (B, cs)
-        c0 = (mult / spec).flatten(1).sum(1) / n  # (cs,)
-        log_det = (mult * spec.log()).flatten(1).sum(1)  # (cs,)
+        c0 = (mult / spec).flatten(-self.dims).sum(-1) / n  # ([B,] cs)
+        log_det = (mult * spec.log()).flatten(-self.dims).sum(-1)  # ([B,] cs)
         per_channel = c0 * log_b2.exp().flatten(2).sum(2) + quad - n + log_det - log_b2.flatten(2).sum(2)
         return 0.5 * per_channel.sum(1)  # (B,)
 
@@ -350,7 +368,7 @@ class PVAE(nn.Module):
         if self.spatial_channels:
             mu_p, logvar_p = self.spatial_prior(h)
             eps = self.noise_field(z.shape[0], noise, device=h.device).to(h.dtype)
-            z_s = self.prior_texture(mu_p, logvar_p, eps, temperature)
+            z_s = self.prior_texture(mu_p, logvar_p, eps, temperature, z=z)
         return self._bottom(h, i, z_s)
 
     def predict_properties(self, mu: torch.Tensor) -> torch.Tensor:
@@ -391,7 +409,7 @@ class PVAE(nn.Module):
             mu_q, logvar_q = spatial[0], spatial[1].clamp(-10.0, 5.0)
             mu_p, logvar_p = self.spatial_prior(h)
             z_s = self.reparameterize(mu_q, logvar_q) if self.training else mu_q
-            out["kl_spatial"] = self.kl_spatial(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float())
+            out["kl_spatial"] = self.kl_spatial(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float(), z=z)
             out["prior_features"] = (h, i, mu_p, logvar_p)  # for the generation term of the loss
         out["logits"] = self._bottom(h, i, z_s)
         return out
@@ -401,7 +419,7 @@ class PVAE(nn.Module):
         from its conditional prior (fresh noise): what decode(z) would deliver for this sample."""
         h, i, mu_p, logvar_p = out["prior_features"]
         eps = torch.randn(mu_p.shape, dtype=mu_p.dtype, device=mu_p.device, generator=generator)
-        return self._bottom(h, i, self.prior_texture(mu_p, logvar_p, eps))
+        return self._bottom(h, i, self.prior_texture(mu_p, logvar_p, eps, z=out["z"]))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,7 @@ class Trainer(EpochTrainer):
             if "prior_features" in out:  # measured whatever gamma is: val_score compares trials
                 h, i, mu_p, logvar_p = out["prior_features"]
                 eps = self.model.noise_field(len(idx), device=h.device).to(mu_p.dtype)
-                gen = self.model._bottom(h, i, self.model.prior_texture(mu_p, logvar_p, eps))
+                gen = self.model._bottom(h, i, self.model.prior_texture(mu_p, logvar_p, eps, z=out["z"]))
             terms = pvae_loss(out, x, y, beta=self.cfg.beta, alpha=self.cfg.alpha, y_mask=m,
                               gamma=self.cfg.gamma, gen_logits=gen, sharpness=self.cfg.sharpness,
                               morph_binarize=self.cfg.morph_binarize, beta_spatial=self.cfg.beta_spatial)

@@ -268,6 +268,40 @@ def test_spectral_texture_prior_travels_with_the_weights_and_learns_faster():
     assert PVAE(dims=2, input_size=16, n_properties=1, channels=[4, 8], latent_dim=2).lr_scales() == {}
 
 
+def test_conditional_texture_prior_is_each_codes_own_spectral_prior():
+    torch.manual_seed(0)
+    model = PVAE(dims=2, input_size=32, n_properties=1, channels=[4, 8, 8], latent_dim=3, spatial_channels=2,
+                 spatial_stage=2, texture_prior="conditional").eval()
+    s = model.sizes[2]
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(3, 3, generator=g)
+    mu_q, lv_q, mu_p, lv_p = (0.5 * torch.randn(3, 2, s, s, generator=g) for _ in range(4))
+    # the head starts at zero: every code gets the shared table (flat at the start: the white KL)
+    torch.testing.assert_close(model.kl_spatial(mu_q, lv_q, mu_p, lv_p, z=z), kl_gaussians(mu_q, lv_q, mu_p, lv_p))
+    with pytest.raises(ValueError, match="needs the global code"):
+        model.spectrum()
+    with torch.no_grad():
+        model.log_spectrum.copy_(torch.randn(model.log_spectrum.shape, generator=g))
+        model.spectrum_head.weight.copy_(torch.randn(model.spectrum_head.weight.shape, generator=g))
+    spec = model.spectrum(z)  # (B, cs, s, s // 2 + 1): one spectrum per code
+    assert spec.shape == (3, 2, s, s // 2 + 1) and not torch.allclose(spec[0], spec[1])
+    # row b's KL and colouring are the spectral prior's with row b's table (checked against the
+    # spectral model, whose KL is the dense Gaussian KL in the test above)
+    ref = _spectral_model()
+    eps = torch.randn(3, 2, s, s, generator=g)
+    kl = model.kl_spatial(mu_q, lv_q, mu_p, lv_p, z=z)
+    for b in range(3):
+        with torch.no_grad():
+            ref.log_spectrum.copy_(model.log_spectrum + model.spectrum_head(z[b:b + 1]).view(2, -1))
+        one = slice(b, b + 1)
+        torch.testing.assert_close(kl[one], ref.kl_spatial(mu_q[one], lv_q[one], mu_p[one], lv_p[one]))
+        torch.testing.assert_close(model.colour(eps[one], z[one]), ref.colour(eps[one]))
+    # decode and forward carry the code through; the head learns at the table's rate
+    assert model.decode(z).shape == (3, 1, 32, 32)
+    assert "kl_spatial" in model(torch.rand(2, 1, 32, 32).round())
+    assert set(model.lr_scales()) == {"log_spectrum", "spectrum_head.weight", "spectrum_head.bias"}
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_predict_volumes_averages_over_periodic_shifts(dims):
     torch.manual_seed(0)
