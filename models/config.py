@@ -101,7 +101,10 @@ class PVAEConfig(TrainingConfig):
         bench set prior samples' Euler density 1.32x the training set's against 2.08x, specific
         surface 1.01x against 1.13x, reconstruction unchanged (bench/RESULTS.md, "Spectral texture
         prior"); "white": independent per site, the rule before 2026-12-02 and of checkpoints
-        written before it), regressor_depth (hidden layers of the property MLP, 0 = linear),
+        written before it; "conditional": the spectral prior with a log spectrum offset linear in
+        the global code: prior samples' Euler density 1.02-1.11x against 1.20-1.46x, but their
+        porosity Wasserstein 0.025-0.032 against 0.018-0.019, two seeds, bench/RESULTS.md "The bench
+        set rebuilt"), regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
