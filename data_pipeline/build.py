@@ -46,6 +46,7 @@ import pandas as pd
 import yaml
 
 from core.config import FlatConfig, load_config_file
+from core.properties import diagonal_columns
 from data_pipeline import synth
 from data_pipeline.label_surrogate import (MODES, RELERR, RunningCheck, assign_labelers, labeler_kind,
                                            installed_labeler_loader, relative_errors, surrogate_row)
@@ -371,7 +372,7 @@ def _percolation_mismatches(out: Path, props: _Properties, dims: int, ids) -> se
     touching at a corner; rows labeled then are found here and relabeled (``recheck_percolation``)."""
     from data_pipeline.lbm.topology import active_pore_space
 
-    k_cols = [f"k_{a}{a}" for a in "xyz"[:dims]]
+    k_cols = diagonal_columns(dims)
     stale = set()
     for sid in ids:
         r = props.rows.get(sid)

@@ -74,12 +74,12 @@ class Surrogate:
         x = self._check(ims)
         y = self.norm.from_log(self.predict_log(x, batch_size, tta))  # (N, P) raw units
         phi = x.reshape(len(x), -1).mean(axis=1, dtype=np.float64)
-        for i in range(len(x)):
+        k_cols = [(j, component_index(n)) for j, n in enumerate(self.components) if is_k_component(n)]
+        for i in range(len(x) if k_cols else 0):
             blocked = ~active_pore_space(x[i].astype(bool))[1]  # (D,) in (x, y[, z]) order
-            if blocked.any():
-                for j, name in enumerate(self.components):
-                    if is_k_component(name) and any(blocked[a] for a in component_index(name)):
-                        y[i, j] = 0.0
+            for j, axes in k_cols:
+                if blocked[list(axes)].any():
+                    y[i, j] = 0.0
         rows = []
         for i in range(len(x)):
             row = {"porosity": float(phi[i])}
