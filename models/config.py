@@ -126,6 +126,11 @@ class PVAEConfig(TrainingConfig):
         alone (warmed up alike); a larger one keeps the texture posterior near the conditional prior
         that generation and inverse design draw from (bench/RESULTS.md, "Weighting the texture
         latent's KL apart": at 2.0 prior morphology ratios near training's, IoU -0.04).
+        adversarial (0 = off): the weight of a patch discriminator's non-saturating loss on the
+        generated structure of the morph term (binarized at the sample's porosity, straight-through
+        gradient) added to the loss; the discriminator (:class:`models.layers.PatchDiscriminator`)
+        learns real training structures against those, one step per batch, and is kept in the
+        training state only (the checkpoint's model is the pVAE alone).
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
         still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
@@ -178,6 +183,7 @@ class PVAEConfig(TrainingConfig):
     gamma: float = 5.0
     sharpness: float = 0.0
     morph_binarize: bool = True
+    adversarial: float = 0.0
     # checkpoint selection
     select_metric: str = "val_score"
     # runtime
@@ -201,7 +207,7 @@ class PVAEConfig(TrainingConfig):
         check.one_of("padding", ("circular", "zeros"))
         check.one_of("texture_prior", ("white", "spectral", "conditional"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components",
-                        "predict_shifts"), 0)
+                        "predict_shifts", "adversarial"), 0)
         if self.beta_spatial is not None and not self.beta_spatial >= 0:
             check.bad("beta_spatial", "must be >= 0 or null (= beta)")
         check.one_of("select_metric", SELECT_METRICS)

@@ -80,3 +80,26 @@ def norm_layer(kind: str, dims: int, channels: int) -> nn.Module:
 
 def activation(kind: str) -> nn.Module:
     return {"relu": nn.ReLU, "silu": nn.SiLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[kind]()
+
+
+class PatchDiscriminator(nn.Module):
+    """A convolutional critic of binary structures (B, 1, S, S[, S]) -> patch logits (B, 1, s, s[, s])
+    (s = S / 2^len(channels)): real (training) structures against generated ones. Strided periodic
+    convolutions with spectral normalization and leaky ReLU, the PatchGAN layout (pix2pix, VQGAN):
+    each logit judges a receptive field of a few grains, not the whole box, so the term is about
+    texture (the shape of grains, struts and channels), while porosity and k stay with the other
+    terms."""
+
+    def __init__(self, dims: int, channels=(16, 32, 64), kernel_size: int = 3):
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        layers, c_in = [], 1
+        for c in channels:
+            layers += [sn(conv_layer(dims, c_in, c, kernel_size, stride=2, padding=kernel_size // 2,
+                                     padding_mode="circular")), nn.LeakyReLU(0.2)]
+            c_in = c
+        layers.append(sn(conv_layer(dims, c_in, 1, kernel_size, padding=kernel_size // 2, padding_mode="circular")))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float())

@@ -20,16 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from core.cli import add_training_arguments, failed
 from models.checkpoint import Normalizer, known_mask, read_config
 from models.common import EpochTrainer, batches, fit_and_report, open_trainer, setup_optimization
 from models.config import PVAEConfig, load_config, load_config_for_dataset  # noqa: F401  (load_config re-exported)
-from models.losses import pvae_loss
+from models.layers import PatchDiscriminator
+from models.losses import binarize_straight_through, pvae_loss
 from models.pvae import PVAE
 from models.surrogate.augment import random_shifts, symmetry_group
 
 TERMS = ("loss", "recon", "kl", "prop", "morph")
+ADV_TERMS = ("adv", "disc")  # training only, with cfg.adversarial > 0: generator and discriminator losses
 
 
 class Trainer(EpochTrainer):
@@ -70,6 +73,10 @@ class Trainer(EpochTrainer):
         self.x_val, self.y_val, self.m_val = self._tensors(self.val_set)
 
         setup_optimization(self, PVAE.from_config(cfg), cfg)
+        self.disc = self.d_optimizer = None
+        if cfg.adversarial > 0:  # the critic of generated structures: training state, not part of the model
+            self.disc = PatchDiscriminator(cfg.dims, cfg.channels, cfg.kernel_size).to(self.device)
+            self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=2 * cfg.lr, betas=(0.5, 0.9))
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
         self.aug_rng = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -131,7 +138,7 @@ class Trainer(EpochTrainer):
         cfg, model = self.cfg, self.model
         t0 = time.perf_counter()
         model.train()
-        sums = dict.fromkeys(TERMS, 0.0)
+        sums = dict.fromkeys(TERMS + (ADV_TERMS if self.disc is not None else ()), 0.0)
         n_seen = 0
         epoch_batches = batches(len(self.x_train), cfg.batch_size, self.loader_rng)
         beta = cfg.beta
@@ -141,22 +148,59 @@ class Trainer(EpochTrainer):
             x, y, m = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train), augment=True)
             with self._autocast():
                 out = model(x)
-                gen = model.generate_from(out) if cfg.gamma > 0 and "prior_features" in out else None
+                want_gen = (cfg.gamma > 0 or self.disc is not None) and "prior_features" in out
+                gen = model.generate_from(out) if want_gen else None
             terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha, y_mask=m, gamma=cfg.gamma, gen_logits=gen,
                               sharpness=cfg.sharpness, morph_binarize=cfg.morph_binarize, beta_spatial=beta_s)
+            fake = None
+            if self.disc is not None and gen is not None:
+                fake = self._delivered(gen, x)  # (B, 1, *shape) binary, gradient of the probabilities
+                terms["adv"] = F.softplus(-self.disc(fake)).mean()  # non-saturating generator loss
+                terms["loss"] = terms["loss"] + cfg.adversarial * terms["adv"]
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
                                          f"(recon {terms['recon'].item():.4g}, kl {terms['kl'].item():.4g}, "
                                          f"prop {terms['prop'].item():.4g}; lr {cfg.lr:g})")
             self._step(terms["loss"])
+            if fake is not None:
+                terms["disc"] = self._disc_step(x, fake.detach())
             n = len(idx)
             n_seen += n
-            for k in TERMS:
+            for k in sums:
                 sums[k] += terms[k].item() * n
         train_time = time.perf_counter() - t0
         self.fit_prior()
-        train = {f"train_{k}": sums[k] / max(n_seen, 1) for k in TERMS}
+        train = {f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()}
         return self._end_epoch(train, self.validate(), t0, n_seen, train_time, beta_eff=beta)
+
+    @staticmethod
+    def _delivered(gen_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Generated logits (B, 1, *shape) -> the structure a design delivers from them, binarized
+        at the sample's porosity (straight-through gradient), (B, 1, *shape)."""
+        p = torch.sigmoid(gen_logits.float())[:, 0]
+        return binarize_straight_through(p, x.float()[:, 0].mean(tuple(range(1, p.ndim)))).unsqueeze(1)
+
+    def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One step of the patch discriminator: real training structures (B, 1, *shape) against
+        generated ones (detached); returns its loss (logistic, mean over patches)."""
+        loss = F.softplus(-self.disc(real)).mean() + F.softplus(self.disc(fake)).mean()
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optimizer.step()
+        return loss.detach()
+
+    def _train_state(self) -> dict:
+        state = super()._train_state()
+        if self.disc is not None:
+            state["disc"] = self.disc.state_dict()
+            state["d_optimizer"] = self.d_optimizer.state_dict()
+        return state
+
+    def _load_train_state(self, state: dict) -> None:
+        super()._load_train_state(state)
+        if self.disc is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -227,7 +271,8 @@ class Trainer(EpochTrainer):
         return (f"epoch {m['epoch']:3d}  train {m['train_loss']:.4f} (recon {m['train_recon']:.4f} "
                 f"kl {m['train_kl']:.2e} prop {m['train_prop']:.4f} morph {m['train_morph']:.2e})  "
                 f"val {m['val_loss']:.4f} (recon {m['val_recon']:.4f} prop {m['val_prop']:.4f} score {m['val_score']:.4f})  "
-                f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
+                + (f"adv {m['train_adv']:.3f} disc {m['train_disc']:.3f}  " if "train_adv" in m else "")
+                + f"lr {m['lr']:.2e}  {m['train_samples_per_s']:.0f} samples/s")
 
     def evaluate(self, split: str = "test", out_dir=None) -> dict:
         """Metrics of the current model (the best one after fit) on ``split``; see models.evaluate."""

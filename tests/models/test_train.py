@@ -152,3 +152,32 @@ def test_shift_augmentation_rolls_each_sample_and_keeps_its_labels(toy2d):
     assert moved >= 6  # 8 independent shifts: at most a chance 1/256 each of staying in place
     hist = [t.train_epoch() for _ in range(2)]
     assert all(math.isfinite(h["train_loss"]) for h in hist)
+
+
+def test_adversarial_patch_loss_trains_its_critic_and_resumes_it(toy3d, tmp_path):
+    """adversarial > 0: the discriminator takes one step per batch (its loss starts near the chance
+    value 2 ln 2 of two logistic terms), the generator term is logged, and the critic's weights and
+    optimizer travel in the training state so that a resumed run continues exactly."""
+    with pytest.raises(ValueError, match="adversarial"):
+        PVAEConfig(adversarial=-0.1)
+    cfg = PVAEConfig(dims=3, input_size=16, channels=[4, 8], latent_dim=3, batch_size=6, epochs=2,
+                     num_threads=1, regressor_width=8, n_generate=4, adversarial=0.5)
+    full = Trainer(cfg, toy3d)
+    w0 = [p.detach().clone() for p in full.disc.parameters()]
+    h = full.train_epoch()
+    assert any(not torch.equal(a, b) for a, b in zip(w0, full.disc.parameters()))  # the critic learned
+    assert 0.5 < h["train_disc"] < 2.5 and 0.0 < h["train_adv"] < 3.0
+    full.train_epoch()
+
+    part = Trainer(cfg, toy3d)
+    part.train_epoch()
+    part.save_checkpoint(tmp_path / "part" / "last")
+    resumed = Trainer.resume(tmp_path / "part" / "last", toy3d)
+    for a, b in zip(part.disc.state_dict().values(), resumed.disc.state_dict().values()):
+        assert torch.equal(a, b)
+    resumed.train_epoch()
+    for k in ("train_loss", "train_adv", "train_disc", "val_loss"):
+        assert full.history[1][k] == pytest.approx(resumed.history[1][k], rel=1e-6, abs=1e-9), k
+    # the saved model is the pVAE alone: no critic weights in the checkpoint's model
+    model = load_model(tmp_path / "part" / "last")[0]
+    assert not any(name.startswith("disc") for name in model.state_dict())
