@@ -38,6 +38,12 @@ Run (the full evaluation; without --model, a model is first trained with --train
         --eval-dataset runs/eval32/data --dev-targets in:20,ood:10,multi:10 \
         --eval-targets in:25,ood:15,multi:15 --seeds 0,1,2 --json --out runs/bench_inverse_eval
 
+Seeds run as separate jobs (one per node, or one after another so that a stopped run keeps the seeds
+it finished) are merged afterwards, nothing solved again; the runs must agree on every option but
+``--seeds`` and ``--out``, and on their targets:
+
+    python bench/inverse.py --combine runs/inv_s0,runs/inv_s1,runs/inv_s2 --out runs/inv_all
+
 Outputs under ``--out``: ``records.csv`` (one row per target, method and seed), ``summary.csv``,
 ``compare.csv`` (paired bo - random and bo - lookup differences), ``targets_<set>.csv``,
 ``results.md`` (a snippet for bench/RESULTS.md with the command), and the design runs
@@ -56,6 +62,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # this file is bench/inverse.py: with bench/ on sys.path (the script's folder) `import inverse` would
 # import it instead of the inverse package, so the repository root goes first and bench/ goes
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def parse_counts(text: str) -> dict[str, int]:
@@ -226,11 +236,11 @@ def compare_lines(cmp) -> list[str]:
             f"[{100 * r['lo']:+.0f}, {100 * r['hi']:+.0f}] over {int(r['targets'])} targets" for _, r in cmp.iterrows()]
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     from inverse.config import DesignConfig
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True, help="dataset folder the model was trained on")
+    p.add_argument("--dataset", help="dataset folder the model was trained on (required unless --combine)")
     p.add_argument("--model", help="checkpoint folder or MLflow URI (default: train one with --train-config)")
     p.add_argument("--train-config", default="configs/pvae_demo.yaml", help="models YAML used when --model is absent")
     p.add_argument("--eval-dataset", help="evaluation dataset (another seed; configs/data_eval32.yaml)")
@@ -268,9 +278,83 @@ def main(argv: list[str] | None = None) -> int:
                         "(DesignConfig.porosity_shift; 0 = off)")
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print the summary records as JSON")
-    args = p.parse_args(argv)
+    p.add_argument("--combine", help="comma-separated --out folders of finished runs (e.g. one per seed) to merge "
+                                     "into --out; nothing is solved")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = make_parser().parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    return args
+
+
+def source_command(folder: Path) -> list[str]:
+    """The argument list of the run that wrote ``folder`` (the first line of its results.md)."""
+    path = folder / "results.md"
+    if not (path.is_file() and (folder / "records.csv").is_file()):
+        raise SystemExit(f"{folder}: no results.md and records.csv (written when a bench/inverse.py run finishes)")
+    words = shlex.split(path.read_text().splitlines()[0])
+    if words[:2] != ["python", "bench/inverse.py"]:
+        raise SystemExit(f"{path}: its first line is not the bench/inverse.py command that wrote it")
+    return words[2:]
+
+
+def combine(folders: list[Path], out: Path) -> tuple:
+    """Merge finished runs -> (args of the merged run, records, notes, walls). The runs must agree on
+    every option but --seeds, --out and --json, on their targets (targets_<set>.csv), and no
+    (set, target, method, seed) may appear twice."""
+    import pandas as pd
+
+    runs = [(f, parse_args(source_command(f))) for f in folders]
+    ignore = {"seeds", "out", "json", "combine"}
+    first_folder, first = runs[0]
+    for f, a in runs[1:]:
+        for k, v in vars(first).items():
+            if k not in ignore and getattr(a, k) != v:
+                raise SystemExit(f"{f} ran with --{k.replace('_', '-')} {getattr(a, k)!r}, {first_folder} with "
+                                 f"{v!r}: only runs of the same settings (other seeds) can be combined")
+        for t in sorted(first_folder.glob("targets_*.csv")):
+            if not (f / t.name).is_file() or not pd.read_csv(f / t.name).equals(pd.read_csv(t)):
+                raise SystemExit(f"{f / t.name} differs from {t}: the runs designed other targets")
+    records = pd.concat([pd.read_csv(f / "records.csv").assign(source=str(f)) for f in folders], ignore_index=True)
+    key = ["set", "target_id", "method", "seed"]
+    dup = records[records.duplicated(key, keep=False)]
+    if not dup.empty:
+        r = dup.iloc[0]
+        raise SystemExit(f"{r['set']} {r['target_id']} {r['method']} seed {r['seed']} is in more than one of "
+                         f"{sorted(set(dup['source']))}: combine runs of different seeds")
+    for t in first_folder.glob("targets_*.csv"):
+        (out / t.name).write_bytes(t.read_bytes())
+    args = first
+    args.seeds = sorted(int(s) for s in records["seed"].unique())
+    notes = ["merged runs: " + "; ".join(f"{f} (python bench/inverse.py {shlex.join(a)})" for f, a in
+                                         ((f, source_command(f)) for f in folders))]
+    walls = {}
+    for f, _ in runs:
+        md = (f / "results.md").read_text().splitlines()
+        notes += [ln[2:] for ln in md if ln.startswith("- ") and ln[2:].split(":")[0] in ("eval", "dev")]
+        for line in md:
+            if line.startswith("- wall per design run: "):  # "eval/seed0 1234 s, ..."
+                for item in line.split(": ", 1)[1].split(", "):
+                    name, seconds, _ = item.rsplit(" ", 2)
+                    walls[name] = float(seconds)
+    log(f"combined {len(folders)} runs: {len(records)} records, seeds {args.seeds}")
+    return args, records.drop(columns="source"), list(dict.fromkeys(notes)), walls
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        as_json = args.json
+        args, records, notes, walls = combine([Path(f.strip()) for f in args.combine.split(",") if f.strip()], out)
+        args.json = as_json
+        return report(args, records, notes, walls, out, argv)
+    if not args.dataset:
+        raise SystemExit("--dataset is required (the dataset folder the model was trained on), unless --combine")
     sets = [s.strip() for s in (args.sets or ("dev,eval" if args.eval_dataset else "dev")).split(",") if s.strip()]
     if "eval" in sets and not args.eval_dataset:
         raise SystemExit("the eval set needs --eval-dataset (python -m data_pipeline build --config "
@@ -278,14 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from inverse.evaluation import aggregate, compare, make_targets
+    from inverse.evaluation import make_targets
     from inverse.model_source import load_bundle
 
-    def log(msg):
-        print(msg, file=sys.stderr, flush=True)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     model = args.model
     if not model:
         from models.config import load_config
@@ -320,7 +399,18 @@ def main(argv: list[str] | None = None) -> int:
         rec, w = run_set(args, bundle, model, set_name, targets, args.seeds, out, log)
         records.append(rec)
         walls.update({f"{set_name}/seed{s}": v for s, v in w.items()})
-    records = pd.concat(records, ignore_index=True)
+    return report(args, pd.concat(records, ignore_index=True), notes, walls, out, argv, model=model, sets=sets)
+
+
+def report(args, records, notes: list[str], walls: dict, out: Path, argv, model: str | None = None,
+           sets: list[str] | None = None) -> int:
+    """Write records.csv, summary.csv, compare.csv and results.md under ``out`` and print the table."""
+    import pandas as pd
+
+    from inverse.evaluation import aggregate, compare
+
+    model = model or args.model
+    sets = sets or list(dict.fromkeys(records["set"]))
     records.to_csv(out / "records.csv", index=False)
     summary = aggregate(records)
     summary.to_csv(out / "summary.csv", index=False)

@@ -588,3 +588,47 @@ def test_candidates_are_distinct_structures_when_the_search_offers_them(trained,
         design_cfg(trained, tmp_path / "bad", candidate_max_iou=0.0)
     with pytest.raises(ValueError, match="noise_variants"):
         design_cfg(trained, tmp_path / "bad", noise_variants=-1)
+
+
+def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
+    """bench/inverse.py run once per seed (as separate jobs), then ``--combine``: the merged records
+    are exactly the runs' records, the summary counts both seeds, results.md names the runs merged;
+    runs of other settings or of the same seed are refused with the option or row that clashes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def bench(*args, ok=True):
+        res = subprocess.run([sys.executable, str(root / "bench" / "inverse.py"), *map(str, args)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+        assert (res.returncode == 0) == ok, res.stdout[-2000:] + res.stderr[-2000:]
+        return res
+
+    common = ["--dataset", trained["data"], "--model", trained["ckpt"], "--sets", "dev", "--dev-targets", "in:2",
+              "--methods", "bo,lookup", "--n-calls", 4, "--n-initial", 3, "--n-candidates", 1, "--noise-variants", 0,
+              "--solver-tol", 1e-3]
+    for s in (0, 1):
+        bench(*common, "--seeds", s, "--out", tmp_path / f"s{s}")
+    bench("--combine", f"{tmp_path / 's0'},{tmp_path / 's1'}", "--out", tmp_path / "all")
+    parts = pd.concat([pd.read_csv(tmp_path / f"s{s}" / "records.csv") for s in (0, 1)], ignore_index=True)
+    merged = pd.read_csv(tmp_path / "all" / "records.csv")
+    pd.testing.assert_frame_equal(merged, parts)
+    assert sorted(merged["seed"].unique()) == [0, 1] and len(merged) == 2 * 2 * 2  # seeds x targets x methods
+    summary = pd.read_csv(tmp_path / "all" / "summary.csv")
+    assert (summary["seeds"] == 2).all() and set(summary["method"]) == {"bo", "lookup"}
+    md = (tmp_path / "all" / "results.md").read_text()
+    assert "--combine" in md.splitlines()[0] and "merged runs:" in md and "--seeds 1" in md
+
+    res = bench("--combine", f"{tmp_path / 's0'},{tmp_path / 's0'}", "--out", tmp_path / "dup", ok=False)
+    assert "dev_in_000 bo seed 0 is in more than one of" in res.stderr
+    (tmp_path / "other").mkdir()
+    for f in ("records.csv", "targets_dev.csv"):
+        (tmp_path / "other" / f).write_bytes((tmp_path / "s1" / f).read_bytes())
+    (tmp_path / "other" / "results.md").write_text(
+        (tmp_path / "s1" / "results.md").read_text().replace("--n-calls 4", "--n-calls 5", 1))
+    res = bench("--combine", f"{tmp_path / 's0'},{tmp_path / 'other'}", "--out", tmp_path / "x", ok=False)
+    assert "ran with --n-calls 5" in res.stderr and "only runs of the same settings" in res.stderr
+    res = bench("--combine", f"{tmp_path / 's0'},{tmp_path / 'missing'}", "--out", tmp_path / "y", ok=False)
+    assert "missing: no results.md and records.csv" in res.stderr
