@@ -307,7 +307,8 @@ def combine(folders: list[Path], out: Path) -> tuple:
     (set, target, method, seed) may appear twice."""
     import pandas as pd
 
-    runs = [(f, parse_args(source_command(f))) for f in folders]
+    commands = [(f, source_command(f)) for f in folders]  # a folder named twice stays twice: refused below
+    runs = [(f, parse_args(words)) for f, words in commands]
     ignore = {"seeds", "out", "json", "combine"}
     first_folder, first = runs[0]
     for f, a in runs[1:]:
@@ -329,8 +330,7 @@ def combine(folders: list[Path], out: Path) -> tuple:
         (out / t.name).write_bytes(t.read_bytes())
     args = first
     args.seeds = sorted(int(s) for s in records["seed"].unique())
-    notes = ["merged runs: " + "; ".join(f"{f} (python bench/inverse.py {shlex.join(a)})" for f, a in
-                                         ((f, source_command(f)) for f in folders))]
+    notes = ["merged runs: " + "; ".join(f"{f} (python bench/inverse.py {shlex.join(w)})" for f, w in commands)]
     walls = {}
     for f, _ in runs:
         md = (f / "results.md").read_text().splitlines()
