@@ -77,7 +77,12 @@ class DesignConfig(FlatConfig):
         property, expected improvement of the known objective over their posteriors: see
         :func:`inverse.search.run_bo_composite`) or "gp_minimize" (``skopt.gp_minimize``, one GP on
         the objective value). bo_acq_optimizer: "sampling" (fast) or "lbfgs" (gp_minimize's
-        acquisition optimizer). seed: every random thing.
+        acquisition optimizer). bo_diversity: once the composite BO has an estimated hit but
+        fewer than n_candidates distinct ones (candidate_max_iou), it looks for another hit that is
+        a different structure (:func:`inverse.search.run_bo_composite`, "Diversity"); exact targets
+        with a decoder-aware property model only. Off by default: on the bench model's development
+        targets it gave no more targets with >= 3 distinct hits (50% with and without, in + multi)
+        at 2-3x the search's wall time (bench/RESULTS.md, session 14). seed: every random thing.
     Candidates and verification
         n_candidates: decoded candidates per target and method (best objective first, pairwise
         latent distance >= min_distance times the median nearest-neighbour distance of the
@@ -163,6 +168,7 @@ class DesignConfig(FlatConfig):
     gradient_screen: bool = True
     bo_engine: str = "composite"
     bo_acq_optimizer: str = "sampling"
+    bo_diversity: bool = False
     seed: int = 0
     # candidates and verification
     n_candidates: int = 3

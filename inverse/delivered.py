@@ -198,10 +198,14 @@ class Delivery:
         zt = torch.as_tensor(np.atleast_2d(z), dtype=self._dtype, device=self._device)
         return self.norm.inverse(self.model.predict_properties(zt).cpu().numpy())
 
-    def __call__(self, z: np.ndarray, noise: int = 0, shift: float = 0.0) -> list[Delivered]:
+    def __call__(self, z: np.ndarray, noise: int = 0, shift: float = 0.0, store: bool = True) -> list[Delivered]:
+        """The delivered structures of latents z (B, L); ``store`` False: new ones are not cached (a
+        look at many candidates that will mostly not be evaluated, e.g. the diversity screen of
+        :func:`inverse.search.run_bo_composite`)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))  # (B, L)
         keys = [variant_key(row, noise, shift) for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        new: dict[bytes, Delivered] = {}
         if todo:
             zt = z[todo]  # (b, L)
             probs = decode_probabilities(self.model, zt, noise)  # (b, *shape)
@@ -214,8 +218,10 @@ class Delivery:
                 im, thr, info = binarize_clean(prob, rule, goal, self.fixed_threshold, self.clean, self.max_island)
                 if self.porosity_range != (0.0, 1.0) and rule == "target":
                     im, thr, info = not_above(prob, goal, (im, thr, info), self.clean, self.max_island)
-                self._cache[keys[i]] = Delivered(im, float(thr), float(goal), float(prob.mean()), info)
-        return [self._cache[k] for k in keys]
+                new[keys[i]] = Delivered(im, float(thr), float(goal), float(prob.mean()), info)
+        if store:
+            self._cache.update(new)
+        return [self._cache[k] if k in self._cache else new[k] for k in keys]
 
 
 # --- property models of delivered structures ----------------------------------------------------

@@ -254,7 +254,9 @@ def search_step(cfg: DesignConfig, method: str, objective: Objective, aware: Obj
     else:
         obj = objective if (aware is None or method in ("gradient", "lookup")) else aware
         res = run_search(method, obj, y_train, cfg.n_calls, cfg.n_initial, seed=cfg.seed,
-                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer, bo_engine=cfg.bo_engine)
+                         gradient_lr=cfg.gradient_lr, bo_acq_optimizer=cfg.bo_acq_optimizer, bo_engine=cfg.bo_engine,
+                         distinct=(cfg.n_candidates, cfg.candidate_max_iou)
+                         if cfg.bo_diversity and cfg.candidate_max_iou < 1 else None)
     if method == "lookup":
         res.info["property_model"] = "labels"
     else:

@@ -121,7 +121,9 @@ def unit_box_gp(dim: int, restarts: int = 0, seed: int = 0):
 
 
 def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: np.ndarray, seed: int = 0,
-                     n_points: int = 2000, n_samples: int = 64, gp_restarts: int = 0) -> SearchResult:
+                     n_points: int = 2000, n_samples: int = 64, gp_restarts: int = 0,
+                     distinct: tuple[int, float] | None = None, screen_max: int = 64,
+                     pool: np.ndarray | None = None) -> SearchResult:
     """Composite Bayesian optimization: Gaussian processes on the properties, not on the objective.
 
     The objective is a known function (distance to the target in tolerance units, plus the
@@ -147,6 +149,21 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     fit were 43% of BO's wall time at 24^3, and the single run's likelihood came within 1 nat of
     theirs in 119 of 120 fits of synthetic 16-d problems (bench/gp_fit.py; bench/RESULTS.md
     "Composite BO: one GP start per fit": the same hits on the demo model's dev targets, 1.8x faster).
+
+    Diversity (``distinct = (n, max_iou)``; an objective that delivers structures, a target of exact
+    conditions): plain expected improvement keeps refining the first hit, and its next points
+    deliver near copies of it. Once the evaluations hold an estimated hit but fewer than ``n``
+    pairwise distinct ones (minority-phase IoU <= ``max_iou``, :func:`inverse.evaluation.distinct_hits`),
+    the next point is the one most likely to be another hit and a different structure: the
+    acquisition is the expected improvement below the hit level f = 1 (a single term at the edge of
+    its tolerance; f <= 1 implies every condition holds), E[max(1 - f, 0)], its local candidates
+    are drawn around the best evaluations distinct from the hits, ``pool`` (latents (m, L), e.g. the
+    training latents whose labels are next closest to the target after the seeds: other real
+    structures near the target) joins the candidates, and the ``screen_max`` best
+    candidates are delivered (decoded and binarized, no solver call) best first until one is distinct
+    from every hit (none: the least similar). With ``n`` distinct hits the search goes back to
+    plain EI. ``info["diversity_steps"]`` counts the steps taken this way, ``info["diversity_iou"]``
+    holds each one's largest IoU with a hit.
     """
     from sklearn.exceptions import ConvergenceWarning
 
@@ -161,13 +178,25 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     f0, p0 = objective.evaluate(z0)  # (n0,), (n0, P)
     zs, fs, ps = list(z0), list(f0), list(p0)
     eps = rng.standard_normal((n_samples, n_points, len(cols) + morph))  # common random numbers for every step
+    diverse = distinct is not None and distinct[0] > 1 and _delivers_exact(objective)
+    div_iou: list[float] = []  # per diversity step: the chosen structure's largest IoU with a hit
     while len(fs) < n_calls:
         u = (np.array(zs) - lo) / width  # (n, L) in [0, 1]
         best = int(np.argmin(fs))
         order = np.argsort(fs, kind="stable")[:5]
-        cand = np.concatenate([rng.random((n_points - n_points // 2, space.dim)),
-                               u[rng.choice(order, n_points // 2)]
-                               + 0.05 * rng.standard_normal((n_points // 2, space.dim))])
+        hits = _distinct_hit_structures(objective, np.array(zs), np.array(fs), *distinct) if diverse else []
+        seeking = 1 <= len(hits) < (distinct[0] if diverse else 0)
+        if seeking:  # local candidates around the best evaluations that are not near copies of a hit
+            ims = [d.im for d in objective.delivery(np.array(zs))]  # cached: evaluated structures
+            far = [i for i in np.argsort(fs, kind="stable") if _max_iou(ims[i], hits) <= distinct[1]]
+            order = np.array(far[:5], dtype=int)
+        n_local = n_points // 2 if len(order) else 0
+        cand = np.concatenate([rng.random((n_points - n_local, space.dim)),
+                               u[rng.choice(order, n_local)] if n_local else np.empty((0, space.dim))])
+        cand[n_points - n_local:] += 0.05 * rng.standard_normal((n_local, space.dim))
+        if seeking and pool is not None and len(pool):  # in place of the first uniform points
+            m = min(len(pool), n_points - n_local)
+            cand[:m] = (pool[:m] - lo) / width
         cand = np.clip(cand, 0.0, 1.0)  # (C, L)
         y = np.array(ps)  # (n, P) normalized properties seen so far
         draws = np.zeros((n_samples, n_points, y.shape[1]))  # (S, C, P): only the targeted columns are read
@@ -189,14 +218,65 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
         f_draw = f_draw.reshape(n_samples, n_points)  # (S, C)
         if morph:
             f_draw = f_draw + objective.morphology_penalty_of(log_ratio)
-        ei = np.maximum(fs[best] - f_draw, 0.0).mean(axis=0)  # (C,)
-        i = int(np.argmax(ei)) if ei.max() > 0 else int(np.argmin(f_draw.mean(axis=0)))
+        if seeking:
+            ei = np.maximum(HIT_LEVEL - f_draw, 0.0).mean(axis=0)  # (C,) expected improvement below the hit level
+            rank = np.lexsort((f_draw.mean(axis=0), -ei))  # most promising first, ties by the mean objective
+            i, iou = _first_distinct(objective, zc, rank[:screen_max], hits, distinct[1])
+            div_iou.append(round(iou, 3))
+        else:
+            ei = np.maximum(fs[best] - f_draw, 0.0).mean(axis=0)  # (C,)
+            i = int(np.argmax(ei)) if ei.max() > 0 else int(np.argmin(f_draw.mean(axis=0)))
         f1, p1 = objective.evaluate(zc[i:i + 1])
         zs.append(zc[i])
         fs.append(float(f1[0]))
         ps.append(p1[0])
     return SearchResult("bo", np.array(zs), np.array(fs), time.perf_counter() - t0, min(len(seeds), n_calls),
-                        {"bo": "composite", "acquisition_morphology": morph})
+                        {"bo": "composite", "acquisition_morphology": morph, "diversity": diverse,
+                         "diversity_steps": len(div_iou), "diversity_iou": div_iou})
+
+
+POOL_PER_SEED = 8  # label-nearest training latents offered to the diversity phase, per seed
+HIT_LEVEL = 1.0  # objective value of one term at the edge of its tolerance: f <= 1 => every condition holds
+
+
+def _delivers_exact(objective: Objective) -> bool:
+    """The objective judges delivered structures and its target is exact conditions only (where a
+    hit is a tolerance met and "another hit" is defined)."""
+    return hasattr(objective, "delivery") and all(c.kind == "exact" for c in objective.target.conditions)
+
+
+def _max_iou(im: np.ndarray, others: list[np.ndarray]) -> float:
+    """Largest minority-phase IoU of ``im`` with any of ``others`` (0 when there are none)."""
+    from inverse.evaluation import phase_iou
+
+    return max((phase_iou(im, o) for o in others), default=0.0)
+
+
+def _distinct_hit_structures(objective, z: np.ndarray, f: np.ndarray, n: int, max_iou: float) -> list[np.ndarray]:
+    """Delivered structures of the estimated hits among evaluated latents z (B, L), best objective
+    first, greedily pairwise distinct, at most ``n`` (no new decode or solve: both are cached)."""
+    from inverse.evaluation import distinct_hits
+
+    idx = [i for i in np.argsort(f, kind="stable") if objective.predicted_hit(z[i:i + 1])[0]]
+    ims = [d.im for d in objective.delivery(z[idx])] if idx else []
+    return [ims[j] for j in distinct_hits(ims, n, max_iou)]
+
+
+def _first_distinct(objective, zc: np.ndarray, rank: np.ndarray, hits: list[np.ndarray], max_iou: float,
+                    batch: int = 16) -> tuple[int, float]:
+    """Index into zc (C, L) of the first candidate in ``rank`` whose delivered structure is distinct
+    from every structure of ``hits`` (IoU <= max_iou), none: the least similar of those looked at;
+    and its largest IoU with a hit."""
+    best, best_iou = int(rank[0]), np.inf
+    for s in range(0, len(rank), batch):
+        part = rank[s:s + batch]
+        for j, d in zip(part, objective.delivery(zc[part], store=False)):
+            iou = _max_iou(d.im, hits)
+            if iou <= max_iou:
+                return int(j), iou
+            if iou < best_iou:
+                best, best_iou = int(j), iou
+    return best, best_iou
 
 
 def run_tpe(objective: Objective, n_calls: int, n_initial: int, seeds: np.ndarray, seed: int = 0) -> SearchResult:
@@ -355,12 +435,13 @@ def run_lookup(objective: Objective, y_train: np.ndarray, n: int) -> SearchResul
 def run_search(method: str, objective: Objective, y_train: np.ndarray, n_calls: int, n_initial: int,
                seed: int = 0, gradient_lr: float = 0.05, bo_acq_optimizer: str = "sampling",
                bo_engine: str = "composite", screen: Objective | None = None,
-               gradient_steps: int = 100) -> SearchResult:
+               gradient_steps: int = 100, distinct: tuple[int, float] | None = None) -> SearchResult:
     """Run one method with the shared budget and seeds (``ceil(n_initial / 2)`` label-nearest latents).
 
     ``screen`` (gradient only): the objective that judges ``n_calls`` points of the gradient's
     trajectories (:func:`run_gradient_screened`, ``gradient_steps`` Adam steps per start);
     without it gradient runs ``n_calls // len(seeds)`` steps per start on ``objective`` alone.
+    ``distinct`` (composite bo only): (n, max IoU) of the diversity phase of :func:`run_bo_composite`.
     """
     from threadpoolctl import threadpool_limits
 
@@ -372,12 +453,14 @@ def run_search(method: str, objective: Objective, y_train: np.ndarray, n_calls: 
             res.info["objective_evals"] = screen.n_evals
             return res
         return _run(method, objective, y_train, seeds, n_calls, n_initial, seed, gradient_lr, bo_acq_optimizer,
-                    bo_engine)
+                    bo_engine, distinct)
 
 
-def _run(method, objective, y_train, seeds, n_calls, n_initial, seed, gradient_lr, bo_acq_optimizer, bo_engine):
+def _run(method, objective, y_train, seeds, n_calls, n_initial, seed, gradient_lr, bo_acq_optimizer, bo_engine,
+         distinct=None):
     if method == "bo" and bo_engine == "composite":
-        res = run_bo_composite(objective, n_calls, n_initial, seeds, seed)
+        pool = seed_latents(objective, y_train, POOL_PER_SEED * len(seeds))[len(seeds):] if distinct else None
+        res = run_bo_composite(objective, n_calls, n_initial, seeds, seed, distinct=distinct, pool=pool)
     elif method == "bo" and bo_engine == "gp_minimize":
         res = run_bo(objective, n_calls, n_initial, seeds, seed, bo_acq_optimizer)
     elif method == "bo":

@@ -590,6 +590,46 @@ def test_candidates_are_distinct_structures_when_the_search_offers_them(trained,
         design_cfg(trained, tmp_path / "bad", noise_variants=-1)
 
 
+def test_bo_looks_for_distinct_hits_after_its_first(trained):
+    """Composite BO with the diversity phase: once it has a hit but fewer than n distinct ones, each
+    point it evaluates delivers a structure distinct from every hit so far (or the least similar it
+    saw), and it ends with more distinct hits than plain EI, which refines its first hit."""
+    from inverse.delivered import Delivery, make_objective
+    from inverse.evaluation import distinct_hits, phase_iou
+    from inverse.model_source import load_bundle
+    from inverse.objective import latent_space
+    from inverse.search import run_search
+    from inverse.targets import parse_target
+
+    b = load_bundle(str(trained["ckpt"]))
+    space = latent_space(b.mu_train)
+    ids, y = held_out(trained["data"])
+    t = parse_target(f"porosity={float(y[0, 0]):.4f}+-0.02,k_xx={float(y[0, 1]):.5g}+-10%")
+    n, max_iou, runs = 5, 0.5, {}
+    for name, distinct in (("plain", None), ("diverse", (n, max_iou))):
+        obj = make_objective("reencode", t, b.model, b.norm, space, Delivery(b.model, b.norm, t), manifold_weight=0.0)
+        res = run_search("bo", obj, np.asarray(b.y_train), n_calls=16, n_initial=4, seed=0, distinct=distinct)
+        assert res.n_evals == 16 and res.info["diversity"] is (distinct is not None)
+        hit = obj.predicted_hit(res.z)
+        ims = [d.im for d in obj.delivery(res.z)]
+        steps, sim = 0, []
+        for i in range(4, res.n_evals):  # replay: the distinct hits the search knew before evaluating point i
+            order = [j for j in np.argsort(res.f[:i], kind="stable") if hit[j]]
+            known = [ims[order[k]] for k in distinct_hits([ims[j] for j in order], n, max_iou)]
+            if 1 <= len(known) < n:
+                steps += 1
+                sim.append(max(phase_iou(ims[i], h) for h in known))
+        assert res.info["diversity_steps"] == (steps if distinct else 0)
+        runs[name] = (res, hit, ims, sim)
+    # after its first hit plain EI proposes near copies of it; the diversity phase proposes structures
+    # distinct from the hits (the first of them at once), and ends with more distinct hits
+    plain, diverse = runs["plain"][3], runs["diverse"][3]
+    assert len(diverse) > 0 and diverse[0] <= max_iou and np.mean(diverse) < np.mean(plain) - 0.1, (plain, diverse)
+    count = {k: len(distinct_hits([ims[j] for j in np.argsort(r.f, kind="stable") if h[j]], n, max_iou))
+             for k, (r, h, ims, _) in runs.items()}
+    assert count["diverse"] > count["plain"], count
+
+
 def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     """bench/inverse.py run once per seed (as separate jobs), then ``--combine``: the merged records
     are exactly the runs' records, the summary counts both seeds, results.md names the runs merged;
