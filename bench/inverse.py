@@ -306,13 +306,14 @@ def source_command(folder: Path) -> list[str]:
 
 def combine(folders: list[Path], out: Path) -> tuple:
     """Merge finished runs -> (args of the merged run, records, notes, walls). The runs must agree on
-    every option but --seeds, --out and --json, on their targets (targets_<set>.csv), and no
-    (set, target, method, seed) may appear twice."""
+    every option but --seeds, --methods, --out and --json, on their targets (targets_<set>.csv), and
+    no (set, target, method, seed) may appear twice: runs of other seeds, or of other methods on the
+    same targets (a baseline added later), merge; a seed's wall time is the sum over its runs."""
     import pandas as pd
 
     commands = [(f, source_command(f)) for f in folders]  # a folder named twice stays twice: refused below
     runs = [(f, parse_args(words)) for f, words in commands]
-    ignore = {"seeds", "out", "json", "combine"}
+    ignore = {"seeds", "methods", "out", "json", "combine"}
     first_folder, first = runs[0]
     for f, a in runs[1:]:
         for k, v in vars(first).items():
@@ -328,11 +329,12 @@ def combine(folders: list[Path], out: Path) -> tuple:
     if not dup.empty:
         r = dup.iloc[0]
         raise SystemExit(f"{r['set']} {r['target_id']} {r['method']} seed {r['seed']} is in more than one of "
-                         f"{sorted(set(dup['source']))}: combine runs of different seeds")
+                         f"{sorted(set(dup['source']))}: combine runs of different seeds or methods")
     for t in first_folder.glob("targets_*.csv"):
         (out / t.name).write_bytes(t.read_bytes())
     args = first
     args.seeds = sorted(int(s) for s in records["seed"].unique())
+    args.methods = list(dict.fromkeys(m for _, a in runs for m in a.methods))
     notes = ["merged runs: " + "; ".join(f"{f} (python bench/inverse.py {shlex.join(w)})" for f, w in commands)]
     walls = {}
     for f, _ in runs:
@@ -342,7 +344,7 @@ def combine(folders: list[Path], out: Path) -> tuple:
             if line.startswith("- wall per design run: "):  # "eval/seed0 1234 s, ..."
                 for item in line.split(": ", 1)[1].split(", "):
                     name, seconds, _ = item.rsplit(" ", 2)
-                    walls[name] = float(seconds)
+                    walls[name] = walls.get(name, 0.0) + float(seconds)
     log(f"combined {len(folders)} runs: {len(records)} records, seeds {args.seeds}")
     return args, records.drop(columns="source"), list(dict.fromkeys(notes)), walls
 

@@ -633,7 +633,8 @@ def test_bo_looks_for_distinct_hits_after_its_first(trained):
 def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     """bench/inverse.py run once per seed (as separate jobs), then ``--combine``: the merged records
     are exactly the runs' records, the summary counts both seeds, results.md names the runs merged;
-    runs of other settings or of the same seed are refused with the option or row that clashes."""
+    a run of another method on the same targets merges as more methods; runs of other settings or of
+    the same seed and method are refused with the option or row that clashes."""
     import subprocess
     import sys
     from pathlib import Path
@@ -661,6 +662,12 @@ def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     md = (tmp_path / "all" / "results.md").read_text()
     assert "--combine" in md.splitlines()[0] and "merged runs:" in md and "--seeds 1" in md
 
+    # a baseline run later on the same targets and seed merges as more methods
+    bench(*[a if a != "bo,lookup" else "random" for a in common], "--seeds", 0, "--out", tmp_path / "r0")
+    bench("--combine", f"{tmp_path / 's0'},{tmp_path / 's1'},{tmp_path / 'r0'}", "--out", tmp_path / "more")
+    more = pd.read_csv(tmp_path / "more" / "records.csv")
+    assert len(more) == len(merged) + 2 and set(more[more["method"] == "random"]["seed"]) == {0}
+    assert set(pd.read_csv(tmp_path / "more" / "summary.csv")["method"]) == {"bo", "lookup", "random"}
     res = bench("--combine", f"{tmp_path / 's0'},{tmp_path / 's0'}", "--out", tmp_path / "dup", ok=False)
     assert "dev_in_000 bo seed 0 is in more than one of" in res.stderr
     (tmp_path / "other").mkdir()
