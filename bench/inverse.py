@@ -309,6 +309,7 @@ def combine(folders: list[Path], out: Path) -> tuple:
     every option but --seeds, --methods, --out and --json, on their targets (targets_<set>.csv), and
     no (set, target, method, seed) may appear twice: runs of other seeds, or of other methods on the
     same targets (a baseline added later), merge; a seed's wall time is the sum over its runs."""
+    import numpy as np
     import pandas as pd
 
     commands = [(f, source_command(f)) for f in folders]  # a folder named twice stays twice: refused below
@@ -330,6 +331,8 @@ def combine(folders: list[Path], out: Path) -> tuple:
         r = dup.iloc[0]
         raise SystemExit(f"{r['set']} {r['target_id']} {r['method']} seed {r['seed']} is in more than one of "
                          f"{sorted(set(dup['source']))}: combine runs of different seeds or methods")
+    rank = [records[c].map({v: i for i, v in enumerate(dict.fromkeys(records[c]))}) for c in ("set", "kind")]
+    records = records.iloc[np.lexsort((rank[1], rank[0]))].reset_index(drop=True)  # stable: a later run's methods join their kind's rows
     for t in first_folder.glob("targets_*.csv"):
         (out / t.name).write_bytes(t.read_bytes())
     args = first
