@@ -159,7 +159,7 @@ def run_set(args, bundle, model: str, set_name: str, targets, seeds: list[int], 
                            manifold_weight=args.manifold_weight, bo_engine=args.bo_engine,
                            gradient_steps=args.gradient_steps, tol_porosity=MAIN_RUNG[0], tol_k=MAIN_RUNG[1],
                            noise_variants=args.noise_variants, porosity_shift=args.porosity_shift,
-                           bo_diversity=args.bo_diversity, reference_dataset=args.eval_dataset if set_name == "eval" else None)
+                           bo_diversity=args.bo_diversity, material_band=args.material_band, reference_dataset=args.eval_dataset if set_name == "eval" else None)
         t0 = time.perf_counter()
         outcome = design(cfg, bundle=bundle, log=lambda *a: None)
         walls[s] = time.perf_counter() - t0
@@ -279,6 +279,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--bo-diversity", action="store_true",
                    help="after its first hit bo looks for distinct further hits instead of refining it "
                         "(DesignConfig.bo_diversity; off by default, bench/RESULTS.md session 14)")
+    p.add_argument("--material-band", default=DesignConfig.material_band, choices=["optimize", "all"],
+                   help="all: targets without a reference sample (ood) are held to the material's morphology "
+                        "band too (DesignConfig.material_band)")
     p.add_argument("--out", default="runs/bench_inverse")
     p.add_argument("--json", action="store_true", help="print the summary records as JSON")
     p.add_argument("--combine", help="comma-separated --out folders of finished runs (e.g. one per seed) to merge "

@@ -496,6 +496,8 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
                 elif target.reference and cfg.match_reference:  # held to the sample the target names
                     aware.set_morphology(morph_ref.ss_ratio_to(target.reference), tuple(cfg.reference_band),
                                          cfg.morphology_weight)
+                elif cfg.material_band == "all":  # any other target: held to the material as well
+                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
         res, obj = search_step(cfg, method, objective, aware, bundle.y_train)
         outcome.searches[method] = res
         if method == "lookup":

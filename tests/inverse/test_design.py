@@ -379,7 +379,8 @@ def test_clear_errors_for_surrogate_settings(trained, surrogate, tmp_path, capsy
 
 def test_reference_target_holds_designs_to_the_reference_morphology(trained, tmp_path):
     """ref=<sample> with match_reference: the decoder-aware objective adds the specific-surface
-    penalty against that sample, and the ranking objective in results.csv carries it."""
+    penalty against that sample, and the ranking objective in results.csv carries it; with
+    material_band "all" a target without a sample gets the material's band instead."""
     from inverse.design import design
 
     ids, y = held_out(trained["data"])
@@ -399,6 +400,25 @@ def test_reference_target_holds_designs_to_the_reference_morphology(trained, tmp
     # objective = target distance (manifold weight 0) + the reference-morphology penalty
     assert np.allclose(on["objective"] - on["distance"], 100.0 * (d / np.log(hi)) ** 2, rtol=1e-6, atol=1e-9)
     assert np.allclose(off["objective"], off["distance"])  # match_reference false: no penalty
+
+    # material_band "all": a target without a reference sample is held to the material's band
+    # (specific surface over the training median at its porosity), the default leaves it free
+    plain = f"porosity={y[0, 0]:.4f},k_xx={y[0, 1]:.5g}"
+    for band in ("all", "optimize"):
+        cfg = design_cfg(trained, tmp_path / band, targets=[plain], methods=["random"], n_calls=6,
+                         property_model="solver", search_solver={"tol": 1e-3}, manifold_weight=0.0,
+                         material_band=band, morphology_weight=100.0, morphology_band=[0.999, 1.001])
+        design(cfg, log=lambda *a: None)
+        runs[band] = pd.read_csv(tmp_path / band / "results.csv")
+    lr = np.log(runs["all"]["ss_ratio_train"].to_numpy())
+    lo, hi = 0.999, 1.001  # a narrow band: the candidates lie outside it and pay
+    d = np.maximum(np.log(lo) - lr, 0) + np.maximum(lr - np.log(hi), 0)
+    got = runs["all"]["objective"] - runs["all"]["distance"]
+    assert (d > 0).any(), runs["all"]["ss_ratio_train"].tolist()
+    assert np.allclose(got, 100.0 * (d / np.log(hi)) ** 2, rtol=1e-3)  # ss_ratio_train is written as float32
+    assert np.allclose(runs["optimize"]["objective"], runs["optimize"]["distance"])
+    with pytest.raises(ValueError, match="material_band"):
+        design_cfg(trained, tmp_path / "bad", material_band="every")
 
 
 # --- issue 14: baselines under one solver budget; a hit needs a converged verification ----------
