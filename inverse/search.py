@@ -257,7 +257,8 @@ def _distinct_hit_structures(objective, z: np.ndarray, f: np.ndarray, n: int, ma
     first, greedily pairwise distinct, at most ``n`` (no new decode or solve: both are cached)."""
     from inverse.evaluation import distinct_hits
 
-    idx = [i for i in np.argsort(f, kind="stable") if objective.predicted_hit(z[i:i + 1])[0]]
+    hit = objective.predicted_hit(z)  # (B,)
+    idx = [i for i in np.argsort(f, kind="stable") if hit[i]]
     ims = [d.im for d in objective.delivery(z[idx])] if idx else []
     return [ims[j] for j in distinct_hits(ims, n, max_iou)]
 
