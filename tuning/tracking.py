@@ -109,10 +109,13 @@ class MLflowTrialCallback(tune.Callback):
     id, dataset id and hash, git commit, ``model``). Every result: its numeric metrics at
     ``step = epoch``, plus ``best_<metric>``, written once the epoch's checkpoint is registered
     (``on_checkpoint``) and Tune saves its experiment state (``get_state``; also at the trial's end):
-    an epoch whose checkpoint was lost (node died between report and save) or that a resumed study
-    runs again (killed driver: Tune restores its last saved state) is logged once, with the value of
-    the run that produced the kept checkpoint. Re-reported epochs are counted in the tag
-    ``repeated_epochs``. Every checkpoint: the tag ``best_checkpoint`` follows the
+    an epoch whose checkpoint was lost (node died between report and save) is logged with the value
+    of the run that produced the kept checkpoint. An epoch that a resumed study runs again (killed
+    driver: Tune restores its last state synced to storage, which may predate epochs already written)
+    is logged once: the first written value stays, since MLflow cannot replace one step of a history
+    (on restore the run's last logged step is read back from MLflow). Training resumes exactly from
+    a checkpoint (optimizer, scheduler and RNG states), so the re-run reproduces that value.
+    Re-reported epochs are counted in the tag ``repeated_epochs``. Every checkpoint: the tag ``best_checkpoint`` follows the
     best one; a checkpoint holding ``eval/`` (the trial's final evaluation) has its figures and
     metrics logged as artifacts. End: status FINISHED (tag ``stopped_by_scheduler`` when ASHA ended it
     early) or FAILED with the error in the tag ``error``.
@@ -137,6 +140,7 @@ class MLflowTrialCallback(tune.Callback):
         self._reported: dict[str, dict[int, dict]] = {}  # trial id -> epoch -> metrics, checkpoint not yet saved
         self._ready: dict[str, dict[int, list]] = {}  # trial id -> epoch -> Metric list, checkpoint registered
         self._logged: dict[str, int] = {}  # trial id -> last epoch written to MLflow
+        self._synced: set[str] = set()  # trial ids whose MLflow history this process has read or made
         self._client = None
 
     def __getstate__(self):  # pickled into tuner.pkl at the start: no live client, nothing in flight
@@ -145,6 +149,7 @@ class MLflowTrialCallback(tune.Callback):
         state["_pending"] = {}
         state["_reported"] = {}
         state["_ready"] = {}
+        state["_synced"] = set()
         return state
 
     # --- Tune's experiment-state hooks: what a resumed study (Tuner.restore) starts from ------
@@ -161,6 +166,7 @@ class MLflowTrialCallback(tune.Callback):
         for k in self._STATE_KEYS:
             if k in state:
                 setattr(self, k, dict(state[k]))
+        self._synced = set()  # the saved state may predate writes to MLflow: read them back first
 
     def _log_async(self, trial, run_id: str, metrics=(), tags=()) -> None:
         """log_batch off the driver's critical path (a trial waits for the driver between epochs);
@@ -190,6 +196,8 @@ class MLflowTrialCallback(tune.Callback):
         """The trial's run, created on first use (looked up by trial id after a restore)."""
         tid = trial.trial_id
         if tid in self._runs:
+            if tid not in self.__dict__.setdefault("_synced", set()):  # pickled before it existed
+                self._sync(tid, self._runs[tid])
             return self._runs[tid]
         found = find_trial_run(self.tracking_uri, self.experiment_id, self.parent_run_id, tid)
         if found is not None:
@@ -199,11 +207,7 @@ class MLflowTrialCallback(tune.Callback):
             best = found.data.metrics.get(f"best_{self.metric}")
             if best is not None:
                 self._best[tid] = best
-            if tid not in self._logged:  # restored without this callback's state: what MLflow holds
-                hist = self.client.get_metric_history(run_id, self.metric)
-                if hist:
-                    self._logged[tid] = max(m.step for m in hist)
-                    self._last_step[tid] = max(self._last_step.get(tid, -1), self._logged[tid])
+            self._sync(tid, run_id)
         else:
             from mlflow.entities import Param
 
@@ -213,8 +217,19 @@ class MLflowTrialCallback(tune.Callback):
             run_id = run.info.run_id
             params = self.trial_config(trial)
             self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+            self._synced.add(tid)
         self._runs[tid] = run_id
         return run_id
+
+    def _sync(self, tid: str, run_id: str) -> None:
+        """After a restore: the epochs MLflow already holds for the trial (written after the restored
+        state was saved, or without this callback's state) are not written again."""
+        hist = self.client.get_metric_history(run_id, self.metric)
+        if hist:
+            last = max(m.step for m in hist)
+            self._logged[tid] = max(self._logged.get(tid, -1), last)
+            self._last_step[tid] = max(self._last_step.get(tid, -1), last)
+        self._synced.add(tid)
 
     # --- Tune hooks ------------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):

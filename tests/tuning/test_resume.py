@@ -47,9 +47,9 @@ def trial_reports(experiment: Path) -> dict[str, list[dict]]:
 
 def check_kept_lineage(lines: list[dict], history, run) -> None:
     """A trial restored from a checkpoint continues at (that checkpoint's epoch + 1), never from
-    scratch; MLflow holds each epoch once with the value of the run that produced the kept checkpoint
-    (the last report of the epoch: an earlier one belongs to a run whose checkpoint was not kept);
-    ``repeated_epochs`` counts the epochs reported again."""
+    scratch; MLflow holds each epoch once with the value of the kept lineage (the last report of the
+    epoch; where an earlier report was already written, the re-run reproduced it: training resumes
+    exactly); ``repeated_epochs`` counts the epochs reported again."""
     epochs_seen: list[int] = []
     for i, x in enumerate(lines):
         if i > 0 and x["iterations_since_restore"] == 1:  # first report after a restore
