@@ -1,0 +1,111 @@
+"""Is the correlation length of the texture latent's noise a design knob? Measured, not adopted
+(bench/RESULTS.md "Smoothed texture noise as a design knob").
+
+A design is a global code z plus the noise field eps of the spatial latent (``PVAE.decode(z,
+noise=eps)``). Here eps is low-passed (periodic Gaussian, ``sigma`` in cells of the latent grid)
+and brought back to unit variance per channel, then decoded for the best latent of each listed
+target of a design run (results.csv: candidate 0), binarized at that candidate's verified porosity
+and solved by the LBM solver along the target's first permeability axis. Per sigma: k, the specific
+surface over the training median at that porosity (``ss_ratio_train``, the estimator of the
+designs' band) and the minority-phase IoU between the structures of different noise seeds
+(distinct: <= 0.5).
+
+    python bench/texture_smoothing.py --model runs/img2d/pvae/best --dataset runs/img2d/data \
+        --results runs/img2d/design/results.csv --targets t0 --sigmas 0,0.3,0.5,0.7,0.9 --seeds 1-6
+    python bench/texture_smoothing.py --model runs/bench32/pvae14sp/best --dataset runs/bench32/data \
+        --results runs/exp14/dev_nodiv/design/dev/seed0/results.csv --targets dev_ood_004,dev_ood_001 \
+        --sigmas 0,0.5,1 --seeds 1-3 --tol 1e-3
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def smoothed_noise(model, seed: int, sigma: float):
+    """The noise field of seed ``seed`` (1, cs, s, s[, s]) low-passed by a periodic Gaussian of
+    ``sigma`` latent cells, each channel back at mean 0 and variance 1 (sigma 0: unchanged)."""
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    shape = (1, model.spatial_channels) + (model.sizes[model.spatial_stage],) * model.dims
+    eps = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))).numpy()
+    if sigma > 0:
+        axes = tuple(range(2, 2 + model.dims))
+        eps = gaussian_filter(eps, (0, 0) + (sigma,) * model.dims, mode="wrap")
+        eps = (eps - eps.mean(axis=axes, keepdims=True)) / eps.std(axis=axes, keepdims=True)
+    return torch.as_tensor(eps, dtype=torch.float32)
+
+
+def seeds_arg(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True, help="the model's dataset (training structures for the band)")
+    p.add_argument("--results", required=True, help="results.csv of a design run (z columns, verified porosity)")
+    p.add_argument("--targets", required=True, help="comma-separated target ids of that run")
+    p.add_argument("--sigmas", default="0,0.5,1", help="Gaussian sigmas in latent cells (comma-separated)")
+    p.add_argument("--seeds", default="1-3", help="noise seeds: 'a-b' or comma-separated")
+    p.add_argument("--tol", type=float, default=1e-4, help="solver tolerance")
+    p.add_argument("--max-steps", type=int, default=100000)
+    args = p.parse_args(argv)
+
+    import pandas as pd
+    import torch
+
+    from inverse.delivered import solver_properties
+    from inverse.evaluation import phase_iou
+    from inverse.model_source import load_bundle
+    from inverse.morphology_check import MorphologyReference
+
+    torch.set_num_threads(1)
+    bundle = load_bundle(args.model, args.dataset)
+    model, names = bundle.model.eval(), list(bundle.norm.names)
+    ref = MorphologyReference(bundle.dataset, bundle.ids_train)
+    res = pd.read_csv(args.results)
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    seeds = seeds_arg(args.seeds)
+    for tid in args.targets.split(","):
+        row = res[(res.target_id == tid) & (res.candidate == 0)].iloc[0]
+        phi = float(row.verified_porosity)
+        axis = next((c for c in names if c.startswith("k_") and c in str(row.target)), "k_xx")
+        z = torch.as_tensor(row[[f"z{i}" for i in range(model.latent_dim)]].to_numpy(np.float32)[None])
+        print(f"== {tid}: {row.target}; porosity {phi:.4f}, {axis}; verified {axis} of candidate 0: "
+              f"{row[f'verified_{axis}']:.4g} (noise seed {int(row.noise_seed)})")
+        for sigma in sigmas:
+            t0 = time.perf_counter()
+            ims = []
+            for seed in seeds:
+                with torch.no_grad():
+                    prob = torch.sigmoid(model.decode(z, noise=smoothed_noise(model, seed, sigma)))[0, 0].numpy()
+                ims.append(prob > np.quantile(prob, 1.0 - phi))  # (*shape) bool at the candidate's porosity
+            raw, _ = solver_properties(names, np.array(ims), [axis], {"tol": args.tol, "max_steps": args.max_steps},
+                                       np.zeros((len(ims), len(names))))
+            k = raw[:, names.index(axis)]
+            ratio = np.array([ref.ss_ratio(im) for im in ims])
+            iou = [phase_iou(a, b) for a, b in itertools.combinations(ims, 2)]
+            best_in = k[(ratio >= 0.75) & (ratio <= 1.33)]
+            print(f"sigma {sigma:4.2f}: {axis} median {np.median(k):.3g} max {k.max():.3g}, in the 0.75-1.33 band "
+                  f"max {best_in.max() if best_in.size else float('nan'):.3g} ({best_in.size} of {len(k)}); "
+                  f"ss_ratio_train median {np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f}); "
+                  f"IoU between seeds median {np.median(iou):.2f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
