@@ -7,7 +7,7 @@ and brought back to unit variance per channel, then decoded for the best latent 
 target of a design run (results.csv: candidate 0), binarized at that candidate's verified porosity
 and solved by the LBM solver along the target's first permeability axis. Per sigma: k, the specific
 surface over the training median at that porosity (``ss_ratio_train``, the estimator of the
-designs' band) and the minority-phase IoU between the structures of different noise seeds
+designs' band), the RMS S2 distance to the nearest training structure and the minority-phase IoU between the structures of different noise seeds
 (distinct: <= 0.5).
 
     python bench/texture_smoothing.py --model runs/img2d/pvae/best --dataset runs/img2d/data \
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="1-3", help="noise seeds: 'a-b' or comma-separated")
     p.add_argument("--tol", type=float, default=1e-4, help="solver tolerance")
     p.add_argument("--max-steps", type=int, default=100000)
+    p.add_argument("--figure", help="PNG: the structures of the first target, one row per sigma (mid-slices in 3D)")
     args = p.parse_args(argv)
 
     import pandas as pd
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     res = pd.read_csv(args.results)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     seeds = seeds_arg(args.seeds)
-    for tid in args.targets.split(","):
+    rows = []  # (sigma, structures) of the first target, for --figure
+    for n_target, tid in enumerate(args.targets.split(",")):
         row = res[(res.target_id == tid) & (res.candidate == 0)].iloc[0]
         phi = float(row.verified_porosity)
         axis = next((c for c in names if c.startswith("k_") and c in str(row.target)), "k_xx")
@@ -98,13 +100,40 @@ def main(argv: list[str] | None = None) -> int:
                                        np.zeros((len(ims), len(names))))
             k = raw[:, names.index(axis)]
             ratio = np.array([ref.ss_ratio(im) for im in ims])
+            s2 = np.array([ref.columns(im)["s2_nearest_train"] for im in ims])
             iou = [phase_iou(a, b) for a, b in itertools.combinations(ims, 2)]
             best_in = k[(ratio >= 0.75) & (ratio <= 1.33)]
+            if n_target == 0:
+                rows.append((sigma, ims, k, ratio))
             print(f"sigma {sigma:4.2f}: {axis} median {np.median(k):.3g} max {k.max():.3g}, in the 0.75-1.33 band "
                   f"max {best_in.max() if best_in.size else float('nan'):.3g} ({best_in.size} of {len(k)}); "
                   f"ss_ratio_train median {np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f}); "
+                  f"S2 distance to the nearest training structure median {np.median(s2):.3f} (max {s2.max():.3f}); "
                   f"IoU between seeds median {np.median(iou):.2f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    if args.figure:
+        draw(args.figure, rows, args.targets.split(",")[0], seeds)
     return 0
+
+
+def draw(path: str, rows: list, target: str, seeds: list[int]) -> None:
+    """One row per sigma: the structure of each noise seed (white = pore), its k and ss_ratio_train."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(seeds), figsize=(1.9 * len(seeds), 2.5 * len(rows)), squeeze=False)
+    for r, (sigma, ims, k, ratio) in enumerate(rows):
+        for c, im in enumerate(ims):
+            ax = axes[r, c]
+            ax.imshow(im if im.ndim == 2 else im[im.shape[0] // 2], cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"sigma {sigma:g}, seed {seeds[c]}\nk {k[c]:.3g}, surface {ratio[c]:.2f}x", fontsize=7)
+    fig.suptitle(f"{target}: the best latent decoded with low-passed texture noise (white = pore)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
