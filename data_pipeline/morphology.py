@@ -4,7 +4,9 @@ structure looks like the material (used by model evaluation, inverse design, the
 Per structure (``im`` bool, True = pore, 2D or 3D, treated as periodic where stated):
 porosity, two-point correlation S2(r) (radial, FFT, periodic), specific surface (1/voxel),
 mean pore chord length along the axes (voxels), Euler characteristic density of the pore phase
-(per voxel), and optionally the mean local-thickness pore diameter (PoreSpy; slower).
+(per voxel), the anisotropy of the pore-solid faces (largest over smallest face density along the
+axes: the radial S2 and the specific surface cannot see grains stretched along one axis, nor
+stripes), and optionally the mean local-thickness pore diameter (PoreSpy; slower).
 
 Between structures and sets: the RMS distance of S2 curves, the porosity Wasserstein distance,
 for each structure the S2 distance to the nearest reference, and ratios of specific surface.
@@ -17,7 +19,7 @@ import numpy as np
 from data_pipeline.descriptors import local_thickness, porosity, specific_surface, two_point_correlation
 
 #: scalar descriptors written per structure (results.csv, MLflow), in this order
-SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density")
+SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density", "anisotropy")
 
 
 def chord_length(im: np.ndarray) -> float:
@@ -36,6 +38,24 @@ def chord_length(im: np.ndarray) -> float:
         total += int((ends[1] - starts[1]).sum())
         count += len(starts[1])
     return total / count if count else 0.0
+
+
+def face_densities(im: np.ndarray) -> np.ndarray:
+    """(ndim,) pore-solid faces per voxel normal to each array axis (periodic), in the axis order of
+    ``im``: the fraction of neighbour pairs along that axis that cross the interface."""
+    im = np.asarray(im, dtype=bool)
+    return np.array([float(np.count_nonzero(im != np.roll(im, 1, axis=a))) / im.size for a in range(im.ndim)])
+
+
+def anisotropy(im: np.ndarray) -> float:
+    """Largest over smallest of :func:`face_densities` (dimensionless, >= 1): 1 for a structure whose
+    interfaces are crossed equally often along every axis (isotropic blobs: 1.00-1.13 on the 120
+    images of README "2D images"), larger for grains stretched along an axis or stripes (inf when
+    the interface never crosses one axis, 1 for a structure without interface)."""
+    f = face_densities(im)
+    if f.max() == 0:
+        return 1.0
+    return float(f.max() / f.min()) if f.min() > 0 else float("inf")
 
 
 def euler_density(im: np.ndarray) -> float:
@@ -64,11 +84,12 @@ def morphology(im: np.ndarray, pore_size: bool = False) -> dict:
     Returns
     -------
     dict with porosity (-), specific_surface (1/voxel, :func:`surface_from_faces`), chord_length (voxels), euler_density
-    (1/voxel), ``s2`` (R,) and, when asked, pore_diameter (voxels)
+    (1/voxel), anisotropy (-), ``s2`` (R,) and, when asked, pore_diameter (voxels)
     """
     im = np.asarray(im, dtype=bool)
     out = {"porosity": porosity(im), "specific_surface": surface_from_faces(im),
-           "chord_length": chord_length(im), "euler_density": euler_density(im), "s2": s2_curve(im)}
+           "chord_length": chord_length(im), "euler_density": euler_density(im),
+           "anisotropy": anisotropy(im), "s2": s2_curve(im)}
     if pore_size:
         lt = local_thickness(im)[im]
         out["pore_diameter"] = float(lt.mean()) if lt.size else 0.0

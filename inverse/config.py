@@ -115,12 +115,15 @@ class DesignConfig(FlatConfig):
         channel across the domain: issue 16). Such targets are held to the material's morphology:
         the specific surface of the delivered structure over the median of the training
         structures at its porosity (``ss_ratio_train``) must lie in ``morphology_band``
-        (default 0.75-1.33); the decoder-aware objectives (reencode, surrogate, solver) add
-        ``morphology_weight * (d / ln(high))^2`` (d = distance of ln(ratio) outside the band) to
-        every evaluation, and the candidates are ranked with it; without a porosity condition the
+        (default 0.75-1.33), and its anisotropy (largest over smallest pore-solid face density along
+        the axes) must stay within the training structures' range (``anisotropy_ok``: stretched
+        grains and axis-aligned stripes pass the surface band, bench/RESULTS.md "Smoothed texture
+        noise"); the decoder-aware objectives (reencode, surrogate, solver) add
+        ``morphology_weight * (d / ln(high))^2`` (d = distance of ln(ratio) outside the band) for
+        each of the two to every evaluation, and the candidates are ranked with it; without a porosity condition the
         delivered porosity stays within the training porosities. HIT of such a target means: every
         max (min) condition's verified value is above (below) the best training sample's label,
-        and ss_ratio_train is in the band and, without a porosity condition, the verified porosity
+        ss_ratio_train is in the band, anisotropy_ok and, without a porosity condition, the verified porosity
         is at most tol_porosity / 2 above the goal it was binarized at (results.csv: ``morph_ok``;
         cleaning can move the pore fraction); morphology_weight 0 turns
         the penalty off (the band still decides the hit). material_band: "optimize" (default: the

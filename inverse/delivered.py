@@ -369,59 +369,78 @@ class DeliveredObjective(Objective):
                         "the gradient method uses the regressor objective")
 
     # --- the material's morphology as a penalty (maximize / minimize targets) ------------------
-    _morph = None
+    _morph = None  # [(ratio function, low, high), ...]: one per morphology measure
+    _morph_weight = 0.0
 
-    def set_morphology(self, ratio, band: tuple[float, float], weight: float) -> None:
+    def set_morphology(self, ratio, band: tuple[float, float], weight: float, extra=()) -> None:
         """Penalize delivered structures whose specific-surface ratio ``ratio(im)`` (to the training
         median at their porosity) lies outside ``band``: ``weight * (d / ln(band[1]))^2`` with d the
         distance of ln(ratio) outside [ln band[0], ln band[1]] (a ratio 10% beyond an edge of
-        0.75-1.33 costs ~0.12 weight: at the default weight 100, more than any permeability gain). Added to every counted evaluation (``evaluate`` / ``values``:
-        the recorded objective that ranks candidates). The composite BO's acquisition sees it through a
-        Gaussian process on ln(ratio) of the evaluated structures (:meth:`morphology_log_ratios`,
-        :meth:`morphology_penalty_of`): decoding its thousands of candidates per step would not do."""
-        lo, hi = (float(b) for b in band)
-        if not 0 < lo < 1 < hi:
-            raise ValueError(f"morphology band must satisfy 0 < low < 1 < high, got {band}")
-        self._morph = (ratio, lo, hi, float(weight))
-        self._ratio_cache: dict[bytes, float] = {}
+        0.75-1.33 costs ~0.12 weight: at the default weight 100, more than any permeability gain).
+        ``extra``: more (ratio function, band) measures penalized the same way and summed (the
+        anisotropy of a maximize design against the training range: specific surface and the radial
+        S2 do not see stretched grains or stripes). Added to every counted evaluation (``evaluate`` /
+        ``values``: the recorded objective that ranks candidates). The composite BO's acquisition sees
+        it through one Gaussian process per measure on ln(ratio) of the evaluated structures
+        (:meth:`morphology_log_ratios`, :meth:`morphology_penalty_of`): decoding its thousands of
+        candidates per step would not do."""
+        checks = []
+        for fn, b in [(ratio, band), *extra]:
+            lo, hi = (float(v) for v in b)
+            if not 0 < lo < 1 < hi:
+                raise ValueError(f"morphology band must satisfy 0 < low < 1 < high, got {b}")
+            checks.append((fn, lo, hi))
+        self._morph, self._morph_weight = checks, float(weight)
+        self._ratio_cache: dict[bytes, np.ndarray] = {}
+
+    @property
+    def n_morphology(self) -> int:
+        """Number of morphology measures penalized (0 without set_morphology)."""
+        return len(self._morph) if self._morph else 0
 
     def morphology_ratios(self, z: np.ndarray, noise: int = 0, shift: float = 0.0) -> np.ndarray:
-        """(B,) specific-surface ratio of the delivered structures of z (nan without set_morphology)."""
+        """(B, M) the ratios of the M morphology measures of the delivered structures of z (the first:
+        specific surface); (B, 0) without set_morphology."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-        if self._morph is None:
-            return np.full(len(z), np.nan)
+        if not self._morph:
+            return np.zeros((len(z), 0))
         keys = [variant_key(row, noise, shift) for row in z]
         todo = [i for i, k in enumerate(keys) if k not in self._ratio_cache]
         for i, d in zip(todo, self.delivery(z[todo], noise, shift) if todo else []):
-            self._ratio_cache[keys[i]] = float(self._morph[0](d.im))
-        return np.array([self._ratio_cache[k] for k in keys])
+            self._ratio_cache[keys[i]] = np.array([float(fn(d.im)) for fn, _, _ in self._morph])
+        return np.stack([self._ratio_cache[k] for k in keys])
 
     @property
     def has_morphology(self) -> bool:
         """A morphology penalty is set (:meth:`set_morphology`)."""
-        return self._morph is not None
+        return bool(self._morph)
 
     def morphology_log_ratios(self, z: np.ndarray, noise: int = 0, shift: float = 0.0) -> np.ndarray:
-        """(B,) ln of the specific-surface ratio of the delivered structures of z, a structure without
-        surface (ratio 0 or nan) at ln 1e-3: far outside any band. What the composite BO models with a
-        Gaussian process of its own (:func:`inverse.search.run_bo_composite`)."""
+        """(B, M) ln of the morphology ratios of the delivered structures of z, a ratio of 0, inf or
+        nan (a structure without surface; one whose interface never crosses an axis) at ln 1e-3 or
+        ln 1e3: far outside any band. What the composite BO models with Gaussian processes of its
+        own (:func:`inverse.search.run_bo_composite`)."""
         r = self.morphology_ratios(z, noise, shift)
+        r = np.where(np.isposinf(r), 1e3, r)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(np.where(np.isfinite(r) & (r > 0), r, 1e-3))
 
     def morphology_penalty_of(self, log_ratio: np.ndarray) -> np.ndarray:
-        """The penalty of given ln specific-surface ratios (any shape; 0 without set_morphology)."""
+        """The penalty of given ln morphology ratios (..., M), summed over the M measures: (...);
+        0 without set_morphology."""
         lr = np.asarray(log_ratio, dtype=np.float64)
-        if self._morph is None:
-            return np.zeros_like(lr)
-        _, lo, hi, w = self._morph
-        d = np.maximum(np.log(lo) - lr, 0.0) + np.maximum(lr - np.log(hi), 0.0)
-        return w * (d / np.log(hi)) ** 2
+        if not self._morph:
+            return np.zeros(lr.shape[:-1])
+        total = np.zeros(lr.shape[:-1])
+        for m, (_, lo, hi) in enumerate(self._morph):
+            d = np.maximum(np.log(lo) - lr[..., m], 0.0) + np.maximum(lr[..., m] - np.log(hi), 0.0)
+            total = total + self._morph_weight * (d / np.log(hi)) ** 2
+        return total
 
     def morphology_penalty(self, z: np.ndarray, noise: int = 0, shift: float = 0.0) -> np.ndarray:
-        """(B,) the morphology penalty of latents z (0 inside the band or without set_morphology)."""
+        """(B,) the morphology penalty of latents z (0 inside the bands or without set_morphology)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float64))
-        if self._morph is None:
+        if not self._morph:
             return np.zeros(len(z))
         return self.morphology_penalty_of(self.morphology_log_ratios(z, noise, shift))
 

@@ -53,7 +53,8 @@ class Verification:
     its tolerance (a max / min condition: beyond the best training label), the solve converged
     (an unconverged k is not a measurement) and no solver error, and
     for a maximize / minimize target also ``morph_ok``: the specific-surface ratio to the training
-    median within DesignConfig.morphology_band and, without a porosity condition, the verified
+    median within DesignConfig.morphology_band, the anisotropy within the training structures'
+    range (``anisotropy_ok``) and, without a porosity condition, the verified
     porosity at most half the porosity tolerance above the candidate's porosity goal (None for
     other targets: not part of their hit).
     """
@@ -439,7 +440,7 @@ def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], 
         if target.optimizes:  # an unbounded target counts only within the material's morphology
             lo, hi = cfg.morphology_band
             ratio = c.morphology.get("ss_ratio_train", np.nan)
-            morph_ok = bool(np.isfinite(ratio) and lo <= ratio <= hi)
+            morph_ok = bool(np.isfinite(ratio) and lo <= ratio <= hi) and c.morphology.get("anisotropy_ok", True)
             if target.condition("porosity") is None and np.isfinite(c.porosity_goal):
                 # ... and at the porosity it asked for, inside the training range: cleaning can move the
                 # pore fraction (2D: +0.013 once), and k grows by porosity alone (Kozeny-Carman: ~12% per 0.01 at 0.74)
@@ -491,13 +492,16 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
                                    cfg.manifold_weight_for(cfg.property_model), surrogate,
                                    {**cfg.solver, **cfg.search_solver})
             if morph_ref is not None and cfg.morphology_weight > 0:
+                held = [(morph_ref.anisotropy_ratio, morph_ref.anisotropy_band)]  # and the material's isotropy
                 if target.optimizes:  # held to the material: specific surface against the training median
-                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
+                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight,
+                                         extra=held)
                 elif target.reference and cfg.match_reference:  # held to the sample the target names
                     aware.set_morphology(morph_ref.ss_ratio_to(target.reference), tuple(cfg.reference_band),
                                          cfg.morphology_weight)
                 elif cfg.material_band == "all":  # any other target: held to the material as well
-                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight)
+                    aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight,
+                                         extra=held)
         res, obj = search_step(cfg, method, objective, aware, bundle.y_train)
         outcome.searches[method] = res
         if method == "lookup":
@@ -586,7 +590,8 @@ def hit_meaning(t: Target, cfg: DesignConfig) -> str:
         else:
             parts.append(c.describe())
     lo, hi = cfg.morphology_band
-    parts.append(f"specific surface {lo:g}-{hi:g}x the training median at its porosity (ss_ratio_train)")
+    parts.append(f"specific surface {lo:g}-{hi:g}x the training median at its porosity (ss_ratio_train)"
+                 " and anisotropy within the training range (anisotropy_ok)")
     text = " and ".join(parts)
     if t.condition("porosity") is None:
         text += (f"; the design's porosity is kept within the training range (verified at most "
@@ -600,7 +605,8 @@ def _log_candidate(t: Target, c: Candidate) -> str:
     return (f"#{c.rank} pred phi {c.pred.get('porosity', nan):.3f} ver phi {ver['porosity']:.3f}"
             + "".join(f" {k.prop} pred {c.pred.get(k.prop, nan):.4g} ver {ver[k.prop]:.4g}"
                       for k in t.conditions if k.prop != "porosity")
-            + (f" ss_ratio {c.morphology.get('ss_ratio_train', nan):.2f}" if t.optimizes else "")
+            + (f" ss_ratio {c.morphology.get('ss_ratio_train', nan):.2f}"
+               f" anisotropy {c.morphology.get('anisotropy', nan):.2f}" if t.optimizes else "")
             + (" HIT" if c.hit else " miss")
             + ("" if c.verification.converged else " (verification not converged)"))
 

@@ -5,7 +5,10 @@ Columns written per candidate into results.csv (see data_pipeline.morphology for
 ``porosity_m``, ``specific_surface``, ``chord_length``, ``euler_density`` of the delivered
 structure; ``s2_nearest_train`` (RMS S2 distance to the nearest training structure);
 ``ss_ratio_train`` (specific surface over the median of the training structures within +-0.05
-porosity, the 8 nearest in porosity when fewer); with a reference sample ``ss_ratio_ref`` and
+porosity, the 8 nearest in porosity when fewer); ``anisotropy`` (largest over smallest pore-solid
+face density along the axes), ``anisotropy_ratio_train`` (over the training median) and
+``anisotropy_ok`` (inside :attr:`MorphologyReference.anisotropy_band`, the training range: the
+stretched grains and stripes that specific surface and radial S2 miss); with a reference sample ``ss_ratio_ref`` and
 ``s2_distance_ref``, and ``looks_like_ref`` = 0.8 <= ss_ratio_ref <= 1.25 and s2_distance_ref <= 0.05
 (the criterion of the generative-fidelity benchmark).
 """
@@ -40,6 +43,13 @@ class MorphologyReference:
             ids = [ids[i] for i in np.sort(rng.choice(len(ids), n, replace=False))]
         self.train = mo.describe_set([self._volume(i, self.dataset) for i in ids])
         self._samples: dict[str, dict] = {}
+        a = self.train["scalars"]["anisotropy"]
+        a = a[np.isfinite(a)]
+        self.anisotropy_median = float(np.median(a)) if a.size else 1.0
+        #: the training structures' range of anisotropy / its median, at least 0.95-1.05 (a band of
+        #: near-identical structures would otherwise make any deviation infinitely costly)
+        self.anisotropy_band = (min(float(a.min()) / self.anisotropy_median, 0.95) if a.size else 0.95,
+                                max(float(a.max()) / self.anisotropy_median, 1.05) if a.size else 1.05)
 
     @staticmethod
     def _volume(sample_id: str, dataset: Path) -> np.ndarray:
@@ -77,6 +87,11 @@ class MorphologyReference:
         ss_ref = self.ss_median(float(im.mean()))
         return mo.surface_from_faces(im) / ss_ref if ss_ref > 0 else float("nan")
 
+    def anisotropy_ratio(self, im: np.ndarray) -> float:
+        """Anisotropy of ``im`` (:func:`data_pipeline.morphology.anisotropy`) over the training median
+        (``anisotropy_ratio_train``); inside :attr:`anisotropy_band` it is as isotropic as the material."""
+        return mo.anisotropy(np.asarray(im, dtype=bool)) / self.anisotropy_median
+
     def ss_ratio_to(self, sample_id: str):
         """A function ``im -> specific surface of im / that of sample_id`` (``ss_ratio_ref``; same
         estimator), for holding a design to the morphology of the sample its target names."""
@@ -92,7 +107,10 @@ class MorphologyReference:
         out = {"porosity_m": m["porosity"], "specific_surface": m["specific_surface"],
                "chord_length": m["chord_length"], "euler_density": m["euler_density"],
                "s2_nearest_train": float(mo.nearest_s2_distances(m["s2"][None], self.train["s2"])[0]),
-               "ss_ratio_train": m["specific_surface"] / ss_ref if ss_ref > 0 else float("nan")}
+               "ss_ratio_train": m["specific_surface"] / ss_ref if ss_ref > 0 else float("nan"),
+               "anisotropy": m["anisotropy"], "anisotropy_ratio_train": m["anisotropy"] / self.anisotropy_median}
+        lo, hi = self.anisotropy_band
+        out["anisotropy_ok"] = bool(lo <= out["anisotropy_ratio_train"] <= hi)
         if reference:
             _, r = self.sample(reference)
             ratio = m["specific_surface"] / r["specific_surface"] if r["specific_surface"] > 0 else float("nan")

@@ -138,10 +138,10 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     functions", ICML 2019. x0 = seeds, then ``n_initial - len(seeds)`` uniform points.
 
     A morphology penalty of the objective (a maximize / minimize target held to the material's
-    specific surface, :meth:`inverse.delivered.DeliveredObjective.set_morphology`) is one more
-    known function of a smooth quantity of z: ln of the delivered structure's specific-surface
-    ratio gets its own GP and each joint draw adds ``objective.morphology_penalty_of`` of its
-    ln-ratio draw, so the acquisition sees the penalty that the recorded objective holds (without
+    specific surface and anisotropy, :meth:`inverse.delivered.DeliveredObjective.set_morphology`) is
+    one more known function of smooth quantities of z: ln of each morphology ratio of the delivered
+    structure gets its own GP and each joint draw adds ``objective.morphology_penalty_of`` of its
+    ln-ratio draws, so the acquisition sees the penalty that the recorded objective holds (without
     it, EI of a maximize target chases k into structures the penalty then rejects).
 
     Each GP's kernel hyperparameters are fitted by one L-BFGS run on the marginal likelihood from
@@ -170,14 +170,16 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
     space = objective.space
     rng = np.random.default_rng(seed)
     cols = objective.target_columns
-    morph = bool(getattr(objective, "has_morphology", False))  # a GP on ln(specific-surface ratio) too
+    # one GP per morphology measure too (ln of the specific-surface ratio, of the anisotropy ratio)
+    n_morph = int(getattr(objective, "n_morphology", 0)) if getattr(objective, "has_morphology", False) else 0
+    morph = n_morph > 0
     lo, width = space.lo, space.hi - space.lo
     t0 = time.perf_counter()
     z0 = np.concatenate([seeds.reshape(-1, space.dim),
                          lo + rng.random((max(0, n_initial - len(seeds)), space.dim)) * width])[:n_calls]
     f0, p0 = objective.evaluate(z0)  # (n0,), (n0, P)
     zs, fs, ps = list(z0), list(f0), list(p0)
-    eps = rng.standard_normal((n_samples, n_points, len(cols) + morph))  # common random numbers for every step
+    eps = rng.standard_normal((n_samples, n_points, len(cols) + n_morph))  # common random numbers for every step
     diverse = distinct is not None and distinct[0] > 1 and _delivers_exact(objective)
     div_iou: list[float] = []  # per diversity step: the chosen structure's largest IoU with a hit
     while len(fs) < n_calls:
@@ -201,8 +203,10 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
         y = np.array(ps)  # (n, P) normalized properties seen so far
         draws = np.zeros((n_samples, n_points, y.shape[1]))  # (S, C, P): only the targeted columns are read
         series = [(k, y[:, j]) for k, j in enumerate(cols)]
-        if morph:  # ln ratio of every evaluated structure (cached by the objective: no new decode)
-            series.append((len(cols), objective.morphology_log_ratios(np.array(zs))))
+        if morph:  # ln ratios of every evaluated structure (cached by the objective: no new decode)
+            lr_seen = objective.morphology_log_ratios(np.array(zs))  # (n, M)
+            series += [(len(cols) + m, lr_seen[:, m]) for m in range(n_morph)]
+            log_ratio = np.zeros((n_samples, n_points, n_morph))  # (S, C, M) draws
         for k, obs in series:
             gp = unit_box_gp(space.dim, gp_restarts, int(rng.integers(2**31)))
             with warnings.catch_warnings():  # a length scale at its bound = a latent dimension k ignores
@@ -212,7 +216,7 @@ def run_bo_composite(objective: Objective, n_calls: int, n_initial: int, seeds: 
             if k < len(cols):
                 draws[:, :, cols[k]] = mu + sd * eps[:, :, k]
             else:
-                log_ratio = mu + sd * eps[:, :, k]  # (S, C)
+                log_ratio[:, :, k - len(cols)] = mu + sd * eps[:, :, k]
         zc = lo + cand * width  # (C, L)
         f_draw = objective.objective_of(draws.reshape(-1, draws.shape[-1]), np.tile(zc, (n_samples, 1)))
         f_draw = f_draw.reshape(n_samples, n_points)  # (S, C)

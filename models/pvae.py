@@ -44,6 +44,9 @@ from models.losses import kl_divergence, pvae_loss  # noqa: F401  (re-exported: 
 NOISE_SEED = 0  # seed of the fixed noise field that makes decode(z) deterministic
 TEXTURE_PRIORS = ("white", "spectral", "conditional")
 SPECTRUM_LR_SCALE = 20.0  # learning-rate multiplier of the texture prior's spectrum (PVAE.lr_scales)
+# bound of the texture prior's log power spectrum: the conditional prior's offsets are linear in the global
+# code, and a code far out (2D set, lr 3e-3) overflowed exp() and made the KL NaN in epoch 13
+LOG_SPECTRUM_MAX = 10.0
 
 
 def stage_sizes(size: int, n_stages: int, kernel_size: int = 3) -> list[int]:
@@ -293,7 +296,8 @@ class PVAE(nn.Module):
         k = self._k_radius
         i0 = k.floor().long()
         w = k - i0  # (*grid)
-        return (table[..., i0 - 1] * (1.0 - w) + table[..., i0] * w).exp()  # ([B,] cs, *grid)
+        log_s = table[..., i0 - 1] * (1.0 - w) + table[..., i0] * w  # ([B,] cs, *grid)
+        return log_s.clamp(-LOG_SPECTRUM_MAX, LOG_SPECTRUM_MAX).exp()
 
     def prior_texture(self, mu_p, logvar_p, eps, temperature: float = 1.0, z: torch.Tensor | None = None):
         """A texture latent from the conditional prior: mu_p + temperature * sigma_p * colour(eps, z)."""

@@ -44,6 +44,26 @@ def test_chord_length_and_euler_closed_forms():
     assert mo.euler_density(ring) * ring.size == pytest.approx(0.0)  # one component, one tunnel
 
 
+def test_anisotropy_closed_forms():
+    """Face densities along each axis: a periodic array of w x h rectangles has 2w faces normal to
+    y and 2h normal to x per cell, so anisotropy w / h; stripes never cross one axis; a random field
+    is isotropic; transposing a structure swaps its face densities and keeps its anisotropy."""
+    cell = np.zeros((4, 16), bool)
+    cell[1:3, 4:12] = True  # a 2 x 8 pore rectangle (rows x columns)
+    rects = np.tile(cell, (8, 4))  # (32, 64)
+    assert mo.face_densities(rects) == pytest.approx([2 * 8 / 64, 2 * 2 / 64])
+    assert mo.anisotropy(rects) == pytest.approx(4.0)
+    assert mo.anisotropy(rects.T) == pytest.approx(4.0)
+    assert mo.face_densities(rects.T) == pytest.approx(mo.face_densities(rects)[::-1])
+    stripes = np.zeros((16, 16), bool)
+    stripes[:, ::3] = True  # pore columns: the interface never crosses the y axis
+    assert mo.anisotropy(stripes) == float("inf")
+    assert mo.anisotropy(np.zeros((8, 8, 8), bool)) == 1.0  # no interface at all
+    speckle = np.random.default_rng(0).random((48, 48, 48)) < 0.4
+    assert mo.anisotropy(speckle) == pytest.approx(1.0, abs=0.03)
+    assert mo.morphology(rects)["anisotropy"] == pytest.approx(4.0)
+
+
 def test_set_comparison():
     rng = np.random.default_rng(1)
     a = [rng.random((24, 24, 24)) < p for p in (0.3, 0.5, 0.7)]

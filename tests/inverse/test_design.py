@@ -516,6 +516,49 @@ def test_a_maximize_design_above_its_porosity_goal_is_not_a_hit(trained):
     assert results == {0.0: (True, True), 0.03: (False, False)}
 
 
+def test_a_maximize_design_stretched_along_the_flow_is_not_a_hit(trained):
+    """Stretching a structure's grains along x raises k_xx above a bar the structure itself misses and
+    keeps its specific surface inside the band; its anisotropy, outside the training range, is what
+    stops it counting as the material (and what the search's penalty charges)."""
+    from inverse.delivered import Delivery, DeliveredObjective
+    from inverse.design import Candidate, verify_step
+    from inverse.model_source import load_bundle
+    from inverse.morphology_check import MorphologyReference
+    from inverse.objective import latent_space
+    from inverse.targets import parse_target, with_training_bars
+
+    b = load_bundle(str(trained["ckpt"]))
+    ref = MorphologyReference(b.dataset, b.ids_train)
+    labels = pd.read_csv(trained["data"] / "properties.csv", dtype={"sample_id": str}).set_index("sample_id")
+    sid = labels.loc[b.ids_train].query("k_xx > 0").index[0]
+    im = read_volume(trained["data"] / "volumes" / f"{sid}.tif").astype(bool)  # (Z, Y, X)
+    stretched = np.repeat(im[:, :, ::4], 4, axis=2)  # every 4th x plane, 4 voxels long: grains along x
+    assert abs(stretched.mean() - im.mean()) < 0.05
+    cols = {n: ref.columns(v) for n, v in (("own", im), ("stretched", stretched))}
+    lo, hi = ref.anisotropy_band
+    assert lo <= cols["own"]["anisotropy_ratio_train"] <= hi and cols["own"]["anisotropy_ok"]
+    assert cols["stretched"]["anisotropy_ratio_train"] > hi and not cols["stretched"]["anisotropy_ok"]
+    bar = np.array([[im.mean(), 1.05 * labels.loc[sid, "k_xx"]]])  # just above the structure's own k_xx
+    t = with_training_bars(parse_target("maximize:k_xx"), bar, ["porosity", "k_xx"])
+    cfg = design_cfg(trained, "unused")
+    out = {}
+    for name, v in (("own", im), ("stretched", stretched)):
+        m = dict(cols[name], ss_ratio_train=1.0)  # the surface band held: only the anisotropy differs
+        c = Candidate("t0", t.describe(), "bo", 0, "solver", 0, 0.0, 0.0, 0.0, True, pred={}, regz={},
+                      z=np.zeros(4), im=v, porosity_goal=float(v.mean()), morphology=m)
+        verify_step(cfg, t, [c], ["porosity", "k_xx"])
+        out[name] = (c.verification.values["k_xx"], c.hit, c.verification.morph_ok)
+    assert out["own"][0] < t.condition("k_xx").low and out["own"][1:] == (False, True)  # below the bar
+    assert out["stretched"][0] > t.condition("k_xx").low  # above the bar ...
+    assert out["stretched"][1:] == (False, False)  # ... and not the material
+    # the search charges it: a penalty on the anisotropy ratio above the band's edge, none inside
+    obj = DeliveredObjective(t, b.model, b.norm, latent_space(b.mu_train), Delivery(b.model, b.norm, t),
+                             "reencode", manifold_weight=0.0)
+    obj.set_morphology(lambda v: 1.0, (0.75, 1.33), 100.0, extra=[(ref.anisotropy_ratio, ref.anisotropy_band)])
+    pen = obj.morphology_penalty_of(np.log([[1.0, cols[n]["anisotropy_ratio_train"]] for n in ("own", "stretched")]))
+    assert pen[0] == 0.0 and pen[1] > 1.0
+
+
 def test_every_method_gets_the_same_solver_budget_and_gradient_is_judged_by_the_solver(trained, tmp_path):
     from inverse.design import design
     from inverse.evaluation import phase_iou

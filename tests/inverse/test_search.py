@@ -113,18 +113,20 @@ class HeldObjective(Objective):
 
     def __init__(self, *args, aware=True, **kw):
         super().__init__(*args, **kw)
-        self._morph, self.aware = (None, 0.75, 1.33, 100.0), aware
+        self._morph, self._morph_weight, self.aware = [(None, 0.75, 1.33)], 100.0, aware
         z = self.space.lo + np.random.default_rng(0).random((2000, self.space.dim)) * (self.space.hi - self.space.lo)
         p = self._norm_pred(z)[:, 1].numpy()
         self._p10, self._p50 = np.quantile(p, 0.1), np.quantile(p, 0.5)  # ratio 1 at p10, 0.75 at the median
+
+    n_morphology = 1
 
     @property
     def has_morphology(self):
         return self.aware
 
-    def morphology_log_ratios(self, z):
+    def morphology_log_ratios(self, z):  # (B, 1)
         p = self._norm_pred(np.atleast_2d(z))[:, 1].numpy()
-        return np.log(0.75) * (p - self._p10) / (self._p50 - self._p10)
+        return (np.log(0.75) * (p - self._p10) / (self._p50 - self._p10))[:, None]
 
     def evaluate(self, z):
         f, p = super().evaluate(z)
