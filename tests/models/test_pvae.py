@@ -7,7 +7,7 @@ from torch.distributions import Normal, kl_divergence as torch_kl
 
 from models.config import PVAEConfig
 from models.losses import kl_divergence, morphology_loss, pvae_loss
-from models.pvae import PVAE, kl_gaussians, pixel_shuffle, stage_sizes
+from models.pvae import LOG_SPECTRUM_MAX, PVAE, kl_gaussians, pixel_shuffle, stage_sizes
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -300,6 +300,14 @@ def test_conditional_texture_prior_is_each_codes_own_spectral_prior():
     assert model.decode(z).shape == (3, 1, 32, 32)
     assert "kl_spatial" in model(torch.rand(2, 1, 32, 32).round())
     assert set(model.lr_scales()) == {"log_spectrum", "spectrum_head.weight", "spectrum_head.bias"}
+    # a code far out (2D designs reach |z| ~ 40) cannot overflow the spectrum: the log spectrum is
+    # bounded, the KL stays finite (it was NaN in epoch 13 of a 2D run before the bound)
+    far = 50.0 * z
+    with torch.no_grad():
+        model.spectrum_head.weight.mul_(10.0)
+    spec = model.spectrum(far)
+    assert torch.isfinite(spec).all() and spec.max() <= math.exp(LOG_SPECTRUM_MAX) * (1 + 1e-5)
+    assert torch.isfinite(model.kl_spatial(mu_q, lv_q, mu_p, lv_p, z=far)).all()
 
 
 @pytest.mark.parametrize("dims", [2, 3])
