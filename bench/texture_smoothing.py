@@ -15,6 +15,8 @@ designs' band), the RMS S2 distance to the nearest training structure and the mi
     python bench/texture_smoothing.py --model runs/bench32/pvae14sp/best --dataset runs/bench32/data \
         --results runs/exp14/dev_nodiv/design/dev/seed0/results.csv --targets dev_ood_004,dev_ood_001 \
         --sigmas 0,0.5,1 --seeds 1-3 --tol 1e-3
+    python bench/texture_smoothing.py --model runs/img2d/pvae/best --dataset runs/img2d/data \
+        --train-samples img_042,img_062,img_074,img_102 --porosity 0.736 --sigmas 0 --seeds 0-7
 """
 from __future__ import annotations
 
@@ -57,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True)
     p.add_argument("--dataset", required=True, help="the model's dataset (training structures for the band)")
-    p.add_argument("--results", required=True, help="results.csv of a design run (z columns, verified porosity)")
-    p.add_argument("--targets", required=True, help="comma-separated target ids of that run")
+    p.add_argument("--results", help="results.csv of a design run (z columns, verified porosity)")
+    p.add_argument("--targets", help="comma-separated target ids of that run")
+    p.add_argument("--train-samples", help="instead of --results/--targets: comma-separated training sample ids, "
+                   "their latent means decoded at --porosity (does the global code carry their texture scale?)")
+    p.add_argument("--porosity", type=float, help="with --train-samples: the porosity to binarize at")
+    p.add_argument("--axis", default="k_xx", help="with --train-samples: the permeability to solve for")
     p.add_argument("--sigmas", default="0,0.5,1", help="Gaussian sigmas in latent cells (comma-separated)")
     p.add_argument("--seeds", default="1-3", help="noise seeds: 'a-b' or comma-separated")
     p.add_argument("--tol", type=float, default=1e-4, help="solver tolerance")
@@ -72,23 +78,40 @@ def main(argv: list[str] | None = None) -> int:
     from inverse.delivered import solver_properties
     from inverse.evaluation import phase_iou
     from inverse.model_source import load_bundle
-    from inverse.morphology_check import MorphologyReference
+    from inverse.morphology_check import TRAIN_PREFIX, MorphologyReference
 
     torch.set_num_threads(1)
     bundle = load_bundle(args.model, args.dataset)
     model, names = bundle.model.eval(), list(bundle.norm.names)
     ref = MorphologyReference(bundle.dataset, bundle.ids_train)
-    res = pd.read_csv(args.results)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     seeds = seeds_arg(args.seeds)
+    if args.train_samples:
+        if args.porosity is None:
+            p.error("--train-samples needs --porosity")
+        labels = pd.read_csv(Path(bundle.dataset) / "properties.csv", dtype={"sample_id": str}).set_index("sample_id")
+        cases = []
+        for sid in args.train_samples.split(","):
+            i = bundle.ids_train.index(sid)
+            own = ref.columns(ref.sample(TRAIN_PREFIX + sid)[0])
+            cases.append((sid, bundle.mu_train[i], args.porosity, args.axis,
+                          f"training sample, {args.axis} {labels.loc[sid, args.axis]:.4g} at porosity "
+                          f"{labels.loc[sid, 'porosity']:.4f}, ss_ratio_train {own['ss_ratio_train']:.2f}, "
+                          f"anisotropy {own['anisotropy']:.2f}; its latent mean decoded"))
+    else:
+        res = pd.read_csv(args.results)
+        cases = []
+        for tid in args.targets.split(","):
+            row = res[(res.target_id == tid) & (res.candidate == 0)].iloc[0]
+            axis = next((c for c in names if c.startswith("k_") and c in str(row.target)), "k_xx")
+            cases.append((tid, row[[f"z{i}" for i in range(model.latent_dim)]].to_numpy(np.float64),
+                          float(row.verified_porosity), axis,
+                          f"{row.target}; verified {axis} of candidate 0: {row[f'verified_{axis}']:.4g} "
+                          f"(noise seed {int(row.noise_seed)})"))
     rows = []  # (sigma, structures) of the first target, for --figure
-    for n_target, tid in enumerate(args.targets.split(",")):
-        row = res[(res.target_id == tid) & (res.candidate == 0)].iloc[0]
-        phi = float(row.verified_porosity)
-        axis = next((c for c in names if c.startswith("k_") and c in str(row.target)), "k_xx")
-        z = torch.as_tensor(row[[f"z{i}" for i in range(model.latent_dim)]].to_numpy(np.float32)[None])
-        print(f"== {tid}: {row.target}; porosity {phi:.4f}, {axis}; verified {axis} of candidate 0: "
-              f"{row[f'verified_{axis}']:.4g} (noise seed {int(row.noise_seed)})")
+    for n_target, (tid, z, phi, axis, what) in enumerate(cases):
+        z = torch.as_tensor(np.asarray(z, np.float32)[None])  # (1, L)
+        print(f"== {tid}: {what}; binarized at porosity {phi:.4f}, solved for {axis}")
         for sigma in sigmas:
             t0 = time.perf_counter()
             ims = []
@@ -111,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"S2 distance to the nearest training structure median {np.median(s2):.3f} (max {s2.max():.3f}); "
                   f"IoU between seeds median {np.median(iou):.2f}  [{time.perf_counter() - t0:.0f} s]", flush=True)
     if args.figure:
-        draw(args.figure, rows, args.targets.split(",")[0], seeds)
+        draw(args.figure, rows, cases[0][0], seeds)
     return 0
 
 

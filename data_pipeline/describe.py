@@ -24,7 +24,7 @@ from data_pipeline.descriptors import (describe_volume, local_thickness, percola
 from data_pipeline.io import (VOLUMES_DIR, DataError, atomic_path, read_dataset_meta, read_properties,
                               read_volume)
 
-SCALAR_COLUMNS = ["sample_id", "porosity", "specific_surface", "pore_diameter_mean", "pore_diameter_median"]
+SCALAR_COLUMNS = ["sample_id", "porosity", "specific_surface", "anisotropy", "pore_diameter_mean", "pore_diameter_median"]
 
 
 def describe_dataset(root: str | Path, out: str | Path | None = None, max_samples: int | None = None,
@@ -53,7 +53,7 @@ def describe_dataset(root: str | Path, out: str | Path | None = None, max_sample
     with atomic_path(out / "descriptors.json") as tmp:
         tmp.write_text(json.dumps({"dataset": str(root), "dims": meta["dims"], "shape": meta["shape"],
                                    "voxel_size": meta.get("voxel_size"),
-                                   "units": {"specific_surface": "1/voxel", "pore_diameter": "voxel",
+                                   "units": {"specific_surface": "1/voxel", "anisotropy": "-", "pore_diameter": "voxel",
                                              "s2_r": "voxel"},
                                    "specific_surface_method": "marching_cubes", "samples": records}))
     summary_figure(root, records, out / "summary.png")

@@ -142,12 +142,15 @@ def percolates(im: np.ndarray) -> dict[str, bool]:
 
 def describe_volume(im: np.ndarray, r_max: int | None = None, psd_bins: int = 20) -> dict:
     """All descriptors of one volume: scalars plus the S2 curve and pore-size histogram."""
+    from data_pipeline.morphology import anisotropy  # (morphology builds on this module)
+
     r, s2 = two_point_correlation(im, r_max)
     psd = pore_size_distribution(im, psd_bins)
     perc = percolates(im)
     return {
         "porosity": porosity(im),
         "specific_surface": specific_surface(im),
+        "anisotropy": anisotropy(im),
         "pore_diameter_mean": psd["mean"],
         "pore_diameter_median": psd["median"],
         **{f"percolates_{k}": v for k, v in perc.items()},

@@ -83,7 +83,8 @@ def test_describe_command(tmp_path):
     df = pd.read_csv(out / "descriptors.csv")
     assert list(df.sample_id) == ["s00000", "s00001", "s00002"]
     assert np.allclose(df.porosity, [0.4, 0.5, 0.6], atol=1e-3)
-    assert {"percolates_x", "specific_surface", "pore_diameter_mean"} <= set(df.columns)
+    assert {"percolates_x", "specific_surface", "anisotropy", "pore_diameter_mean"} <= set(df.columns)
+    assert (df.anisotropy >= 1.0).all() and (df.anisotropy < 1.5).all()  # isotropic blobs
     data = json.loads((out / "descriptors.json").read_text())
     assert len(data["samples"][0]["s2"]) == 9
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
