@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--axis", default="k_xx", help="with --train-samples: the permeability to solve for")
     p.add_argument("--sigmas", default="0,0.5,1", help="Gaussian sigmas in latent cells (comma-separated)")
     p.add_argument("--seeds", default="1-3", help="noise seeds: 'a-b' or comma-separated")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="texture temperature: z_s = mu_p + T sigma_p eps (PVAE.decode; 1 = the prior)")
     p.add_argument("--tol", type=float, default=1e-4, help="solver tolerance")
     p.add_argument("--max-steps", type=int, default=100000)
     p.add_argument("--figure", help="PNG: the structures of the first target, one row per sigma (mid-slices in 3D)")
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             ims = []
             for seed in seeds:
                 with torch.no_grad():
-                    prob = torch.sigmoid(model.decode(z, noise=smoothed_noise(model, seed, sigma)))[0, 0].numpy()
+                    prob = torch.sigmoid(model.decode(z, noise=smoothed_noise(model, seed, sigma),
+                                                      temperature=args.temperature))[0, 0].numpy()
                 ims.append(prob > np.quantile(prob, 1.0 - phi))  # (*shape) bool at the candidate's porosity
             raw, _ = solver_properties(names, np.array(ims), [axis], {"tol": args.tol, "max_steps": args.max_steps},
                                        np.zeros((len(ims), len(names))))
