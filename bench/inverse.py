@@ -192,8 +192,12 @@ def table_lines(summary, n_candidates: int, markdown: bool = False) -> list[str]
                      "inf" if r["median_calls_per_hit"] == float("inf") else f"{r['median_calls_per_hit']:.0f}",
                      f"{r.get('solver_calls_per_target', float('nan')):.0f}",
                      f"{r.get('wall_s_per_target', float('nan')):.1f}"])
+        if "ge3_distinct_shift" in summary:
+            rows[-1].append(_ci(r, "ge3_distinct_shift"))
         if "hits_like_ref_share" in summary:
             rows[-1].append(_pct(r["hits_like_ref_share"]).strip())
+    if "ge3_distinct_shift" in summary:
+        head.append(">=3 distinct, translations not")
     if "hits_like_ref_share" in summary:
         head.append("hits like their sample")
     if markdown:
@@ -220,7 +224,8 @@ def rules_text(args, summary) -> list[str]:
         f"Rates: seeds {','.join(map(str, args.seeds))} averaged per target, mean over targets, 95% percentile "
         "bootstrap interval over targets (2000 resamples).",
         "Distinct hits: pairwise minority-phase IoU <= 0.5 (inverse.evaluation.phase_iou), up to 5 per target, at "
-        "porosity 0.02 / k 10%.",
+        "porosity 0.02 / k 10%; 'translations not': each pair compared at its best periodic translation "
+        "(inverse.evaluation.shift_iou), so that a translated copy does not count.",
         "Solver calls per hit: a target's solver calls (search + texture variants + verification) / its hits at "
         "porosity 0.02 / k 10%, "
         "median over target x seed rows; inf (JSON null) when more than half of the rows have no hit. "

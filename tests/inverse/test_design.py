@@ -724,6 +724,9 @@ def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     assert (summary["seeds"] == 2).all() and set(summary["method"]) == {"bo", "lookup"}
     md = (tmp_path / "all" / "results.md").read_text()
     assert "--combine" in md.splitlines()[0] and "merged runs:" in md and "--seeds 1" in md
+    # diversity counted both ways: a translated copy is not distinct in the second count
+    assert (merged["distinct_hits_shift"] <= merged["distinct_hits"]).all()
+    assert "ge3_distinct_shift" in summary and ">=3 distinct, translations not" in md
 
     # a baseline run later on the same targets and seed merges as more methods
     bench(*[a if a != "bo,lookup" else "random" for a in common], "--seeds", 0, "--out", tmp_path / "r0")

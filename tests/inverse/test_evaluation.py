@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from inverse.evaluation import (aggregate, bootstrap_ci, compare, distinct_hits, ladder_hit, make_targets,
-                                paired_difference_ci, phase_iou, pore_iou, porosity_bin_max)
+                                paired_difference_ci, phase_iou, pore_iou, porosity_bin_max, shift_iou)
 
 
 # --- bootstrap intervals ---------------------------------------------------------------------------
@@ -88,6 +88,27 @@ def test_phase_iou_scores_independent_structures_low_at_any_porosity():
     assert distinct_hits([a, b]) == [0, 1]  # pore IoU would have called them the same structure
     with pytest.raises(ValueError, match="shapes"):
         phase_iou(a, a[:-1])
+
+
+def test_a_translated_copy_is_not_distinct_when_translations_are_searched():
+    """A periodic structure rolled by any shift has the same porosity and k tensor: shift_iou finds
+    the translation (IoU 1) where the plain IoU scores it like an unrelated structure; near copies
+    keep their IoU, unrelated structures stay low."""
+    rng = np.random.default_rng(2)
+    from scipy.ndimage import gaussian_filter
+
+    field = gaussian_filter(rng.standard_normal((20, 20, 20)), 2.0, mode="wrap")
+    a = field > np.quantile(field, 0.6)  # a periodic blob structure, porosity 0.4
+    moved = np.roll(a, (5, -3, 7), axis=(0, 1, 2))
+    other = np.roll(gaussian_filter(rng.standard_normal((20, 20, 20)), 2.0, mode="wrap") > 0.25, 1, 0)
+    assert phase_iou(a, moved) < 0.5  # plain IoU: "distinct"
+    assert shift_iou(a, moved) == pytest.approx(1.0) and phase_iou(a, moved, shifts=True) == pytest.approx(1.0)
+    assert shift_iou(a, a) == 1.0 and shift_iou(a, other) < 0.6
+    assert shift_iou(a, other) >= pore_iou(a, other)  # the unshifted pair is one of the translations
+    assert distinct_hits([a, moved, other]) == [0, 1, 2]
+    assert distinct_hits([a, moved, other], shifts=True) == [0, 2]
+    im2 = rng.random((12, 12)) < 0.3  # 2D as well
+    assert shift_iou(im2, np.roll(im2, (4, 9), axis=(0, 1))) == pytest.approx(1.0)
 
 
 # --- the tolerance ladder ------------------------------------------------------------------------
@@ -185,6 +206,12 @@ def test_aggregate_averages_seeds_per_target_then_targets():
     assert s.loc[("all", "bo"), "hitN_p0.02_k10"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert s.loc[("all", "bo"), "targets"] == 3 and s.loc[("all", "bo"), "seeds"] == 3
     assert s.loc[("in", "bo"), "ge3_distinct"] == pytest.approx(0.5)  # a: 3 of 3 seeds, b: none
+    assert "ge3_distinct_shift" not in s  # records without distinct_hits_shift (written before it)
+    shifted = aggregate(rec.assign(distinct_hits_shift=np.where(rec["target_id"] == "a", 2, rec["distinct_hits"])))
+    shifted = shifted.set_index(["kind", "method"])  # a's 4 distinct hits are 2 translated pairs
+    assert shifted.loc[("in", "bo"), "ge3_distinct"] == pytest.approx(0.5)
+    assert shifted.loc[("in", "bo"), "ge3_distinct_shift"] == 0.0
+    assert shifted.loc[("in", "bo"), "ge3_distinct_shift_lo"] <= 0.0 <= shifted.loc[("in", "bo"), "ge3_distinct_shift_hi"]
     lo, hi = s.loc[("all", "bo"), "hitN_p0.02_k10_lo"], s.loc[("all", "bo"), "hitN_p0.02_k10_hi"]
     assert lo <= s.loc[("all", "bo"), "hitN_p0.02_k10"] <= hi
     # 9 target x seed rows, 4 with a hit: the median calls per hit is infinite
