@@ -44,6 +44,24 @@ def two_point_correlation(im: np.ndarray, r_max: int | None = None) -> tuple[np.
     return np.arange(r_max + 1), sums / np.maximum(counts, 1)
 
 
+def face_densities(im: np.ndarray) -> np.ndarray:
+    """(ndim,) pore-solid faces per voxel normal to each array axis (periodic), in the axis order of
+    ``im``: the fraction of neighbour pairs along that axis that cross the interface."""
+    im = np.asarray(im, dtype=bool)
+    return np.array([float(np.count_nonzero(im != np.roll(im, 1, axis=a))) / im.size for a in range(im.ndim)])
+
+
+def anisotropy(im: np.ndarray) -> float:
+    """Largest over smallest of :func:`face_densities` (dimensionless, >= 1): 1 for a structure whose
+    interfaces are crossed equally often along every axis (isotropic blobs: 1.00-1.13 on the 120
+    images of README "2D images"), larger for grains stretched along an axis or stripes (inf when
+    the interface never crosses one axis, 1 for a structure without interface)."""
+    f = face_densities(im)
+    if f.max() == 0:
+        return 1.0
+    return float(f.max() / f.min()) if f.min() > 0 else float("inf")
+
+
 def specific_surface(im: np.ndarray, method: str = "marching_cubes", sigma: float = 0.75) -> float:
     """Pore-solid interface area per total volume, in 1/voxel (divide by voxel_size for 1/m).
 
@@ -63,8 +81,7 @@ def specific_surface(im: np.ndarray, method: str = "marching_cubes", sigma: floa
     """
     im = np.asarray(im, dtype=bool)
     if method == "faces":
-        n = sum(int(np.count_nonzero(im != np.roll(im, 1, axis=a))) for a in range(im.ndim))
-        return n / im.size
+        return float(face_densities(im).sum())
     if method != "marching_cubes":
         raise ValueError(f"method must be 'marching_cubes' or 'faces', got {method!r}")
     if im.all() or not im.any():
@@ -142,8 +159,6 @@ def percolates(im: np.ndarray) -> dict[str, bool]:
 
 def describe_volume(im: np.ndarray, r_max: int | None = None, psd_bins: int = 20) -> dict:
     """All descriptors of one volume: scalars plus the S2 curve and pore-size histogram."""
-    from data_pipeline.morphology import anisotropy  # (morphology builds on this module)
-
     r, s2 = two_point_correlation(im, r_max)
     psd = pore_size_distribution(im, psd_bins)
     perc = percolates(im)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_pipeline.descriptors import local_thickness, porosity, specific_surface, two_point_correlation
+from data_pipeline.descriptors import (anisotropy, face_densities, local_thickness, porosity, specific_surface,  # noqa: F401
+                                       two_point_correlation)
 
 #: scalar descriptors written per structure (results.csv, MLflow), in this order
 SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density", "anisotropy")
@@ -38,24 +39,6 @@ def chord_length(im: np.ndarray) -> float:
         total += int((ends[1] - starts[1]).sum())
         count += len(starts[1])
     return total / count if count else 0.0
-
-
-def face_densities(im: np.ndarray) -> np.ndarray:
-    """(ndim,) pore-solid faces per voxel normal to each array axis (periodic), in the axis order of
-    ``im``: the fraction of neighbour pairs along that axis that cross the interface."""
-    im = np.asarray(im, dtype=bool)
-    return np.array([float(np.count_nonzero(im != np.roll(im, 1, axis=a))) / im.size for a in range(im.ndim)])
-
-
-def anisotropy(im: np.ndarray) -> float:
-    """Largest over smallest of :func:`face_densities` (dimensionless, >= 1): 1 for a structure whose
-    interfaces are crossed equally often along every axis (isotropic blobs: 1.00-1.13 on the 120
-    images of README "2D images"), larger for grains stretched along an axis or stripes (inf when
-    the interface never crosses one axis, 1 for a structure without interface)."""
-    f = face_densities(im)
-    if f.max() == 0:
-        return 1.0
-    return float(f.max() / f.min()) if f.min() > 0 else float("inf")
 
 
 def euler_density(im: np.ndarray) -> float:
