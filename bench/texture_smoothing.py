@@ -5,7 +5,7 @@ A design is a global code z plus the noise field eps of the spatial latent (``PV
 noise=eps)``). Here eps is low-passed (periodic Gaussian, ``sigma`` in cells of the latent grid)
 and brought back to unit variance per channel, then decoded for the best latent of each listed
 target of a design run (results.csv: candidate 0), binarized at that candidate's verified porosity
-and solved by the LBM solver along the target's first permeability axis. Per sigma: k, the specific
+(a threshold only, no cleaning: the decoder's structure as it is, not a delivered design) and solved by the LBM solver along the target's first permeability axis. Per sigma: k, the specific
 surface over the training median at that porosity (``ss_ratio_train``, the estimator of the
 designs' band), the RMS S2 distance to the nearest training structure and the minority-phase IoU between the structures of different noise seeds
 (distinct: <= 0.5).
@@ -34,13 +34,13 @@ if str(ROOT) not in sys.path:
 
 
 def smoothed_noise(model, seed: int, sigma: float):
-    """The noise field of seed ``seed`` (1, cs, s, s[, s]) low-passed by a periodic Gaussian of
-    ``sigma`` latent cells, each channel back at mean 0 and variance 1 (sigma 0: unchanged)."""
+    """The model's noise field of seed ``seed`` (``PVAE.noise_field``, (1, cs, s, s[, s])) low-passed by
+    a periodic Gaussian of ``sigma`` latent cells, each channel back at mean 0 and variance 1 (sigma 0:
+    unchanged)."""
     import torch
     from scipy.ndimage import gaussian_filter
 
-    shape = (1, model.spatial_channels) + (model.sizes[model.spatial_stage],) * model.dims
-    eps = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))).numpy()
+    eps = model.noise_field(1, int(seed)).cpu().numpy()
     if sigma > 0:
         axes = tuple(range(2, 2 + model.dims))
         eps = gaussian_filter(eps, (0, 0) + (sigma,) * model.dims, mode="wrap")

@@ -44,12 +44,12 @@ class MorphologyReference:
         self.train = mo.describe_set([self._volume(i, self.dataset) for i in ids])
         self._samples: dict[str, dict] = {}
         a = self.train["scalars"]["anisotropy"]
-        a = a[np.isfinite(a)]
-        self.anisotropy_median = float(np.median(a)) if a.size else 1.0
+        a = a[np.isfinite(a)] if np.isfinite(a).any() else np.ones(1)
+        self.anisotropy_median = float(np.median(a))
         #: the training structures' range of anisotropy / its median, at least 0.95-1.05 (a band of
         #: near-identical structures would otherwise make any deviation infinitely costly)
-        self.anisotropy_band = (min(float(a.min()) / self.anisotropy_median, 0.95) if a.size else 0.95,
-                                max(float(a.max()) / self.anisotropy_median, 1.05) if a.size else 1.05)
+        self.anisotropy_band = (min(float(a.min()) / self.anisotropy_median, 0.95),
+                                max(float(a.max()) / self.anisotropy_median, 1.05))
 
     @staticmethod
     def _volume(sample_id: str, dataset: Path) -> np.ndarray:
