@@ -100,6 +100,12 @@ class DesignConfig(FlatConfig):
         decoded with it: pairwise pore IoU 0.57-0.68, bench/RESULTS.md), so without variants the
         latents near the best deliver near copies of one structure. 0 = none; ignored with
         surrogate screening, for the regressor objective and for models without a spatial latent.
+        texture: "prior" (the search and the variants decode with the Gaussian texture prior, noise
+        fields 0, 1, 2, ...) or "variants" (the search as with "prior"; variant k wears the stored
+        texture of the k-th nearest training code of the model's texture bank,
+        :class:`models.pvae.PVAE`; variants are tried until they alone give n_candidates distinct
+        estimated hits, and such a hit is ranked before every other candidate: a design in the
+        texture of the material's own structures where one hits).
         porosity_shift: a variant whose k misses (texture alone moves k by 6-30%) is re-binarized
         at a porosity shifted by at most porosity_shift x the porosity tolerance (default 0.5:
         +-0.01 of a 0.02 tolerance), the shift from the Kozeny-Carman slope, when that estimate
@@ -183,6 +189,7 @@ class DesignConfig(FlatConfig):
     candidate_max_iou: float = 0.5
     candidate_pool: int = 4
     noise_variants: int = 8
+    texture: str = "prior"
     porosity_shift: float = 0.5
     threshold: str = "target"
     fixed_threshold: float = 0.5
@@ -220,6 +227,7 @@ class DesignConfig(FlatConfig):
             check.bad("methods", "lists a method twice")
         check.one_of("bounds", BOUNDS)
         check.one_of("bo_engine", BO_ENGINES)
+        check.one_of("texture", ("prior", "variants"))
         if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
             check.bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
         check.one_of("property_model", PROPERTY_MODELS)

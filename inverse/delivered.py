@@ -48,14 +48,16 @@ POROSITY_OVERSHOOT = 0.005  # the most a bounded delivery's porosity may exceed 
 
 # --- decoding ---------------------------------------------------------------------------------
 @torch.no_grad()
-def decode_probabilities(model, z: np.ndarray, noise: int = 0) -> np.ndarray:
+def decode_probabilities(model, z: np.ndarray, noise: int = 0, texture: str | None = None) -> np.ndarray:
     """Latents (B, L) -> pore probabilities (B, *shape) float64.
 
     ``noise``: seed of the spatial latent's noise field (``PVAE.decode``); 0 is the model's fixed
-    field (``decode(z)``), another seed draws another structure of the same global code."""
+    field (``decode(z)``), another seed draws another structure of the same global code.
+    ``texture`` "bank": the stored texture of the (noise+1)-th nearest training code instead."""
     p = next(model.parameters())
     zt = torch.as_tensor(np.atleast_2d(z), dtype=p.dtype, device=p.device)
-    logits = model.decode(zt) if not noise else model.decode(zt, noise=int(noise))
+    kw = {"texture": texture} if texture else {}
+    logits = model.decode(zt, **kw) if not noise else model.decode(zt, noise=int(noise), **kw)
     return torch.sigmoid(logits)[:, 0].double().cpu().numpy()  # (B, *shape)
 
 
@@ -180,14 +182,17 @@ class Delivery:
     ``noise`` (an int, one for the whole call) is the seed of the spatial latent's noise field:
     0 = decode(z), the structure the search sees; other seeds are texture variants of the same
     code. ``shift`` moves the porosity goal (:func:`porosity_shift_for`; 0 for the search).
+    ``variant_texture`` "bank": variant k > 0 wears the stored texture of the k-th nearest training
+    code of the model's texture bank instead of noise field k (DesignConfig.texture "variants").
     """
 
     def __init__(self, model, norm, target: Target | None, threshold: str = "target", fixed_threshold: float = 0.5,
-                 clean: bool = True, max_island: int = 64):
+                 clean: bool = True, max_island: int = 64, variant_texture: str = "prior"):
         self.model, self.norm, self.target = model, norm, target
         self.threshold, self.fixed_threshold = threshold, float(fixed_threshold)
         self.clean, self.max_island = bool(clean), int(max_island)
         self._cache: dict[bytes, Delivered] = {}
+        self.variant_texture = variant_texture
         self.porosity_range = (0.0, 1.0)  # bounds of the porosity goal when the target sets none
         p = next(model.parameters())
         self._device, self._dtype = p.device, p.dtype
@@ -208,7 +213,10 @@ class Delivery:
         new: dict[bytes, Delivered] = {}
         if todo:
             zt = z[todo]  # (b, L)
-            probs = decode_probabilities(self.model, zt, noise)  # (b, *shape)
+            if noise and self.variant_texture == "bank":  # variant k: the k-th nearest stored texture
+                probs = decode_probabilities(self.model, zt, noise - 1, texture="bank")  # (b, *shape)
+            else:
+                probs = decode_probabilities(self.model, zt, noise)  # (b, *shape)
             preds = self.regressor_raw(zt)  # (b, P)
             for i, prob, pr in zip(todo, probs, preds):
                 pd_ = {n: float(v) for n, v in zip(self.norm.names, pr)}

@@ -378,9 +378,16 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         own = delivery(own_z)  # delivered structures (decoded, binarized, cleaned) in one batch; cached
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
-        entries += variant_entries(cfg, target, obj, own_z[0], order[0],
-                                   [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit])
-        entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
+        bank = cfg.texture == "variants"
+        # with bank textures, variants are tried until they alone give n_candidates distinct hits
+        own_hits = [] if bank else [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit]
+        entries += variant_entries(cfg, target, obj, own_z[0], order[0], own_hits)
+        if bank:  # an estimated hit in a training structure's texture first, then best objective first
+            def bank_hit(e) -> bool:
+                return e[1] > 0 and bool(obj.hits_of(obj.predict_variants(own_z[:1], e[1], e[2]))[0])
+            entries.sort(key=lambda e: (not bank_hit(e), e[3], e[1] > 0))
+        else:
+            entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
     if distinct and len(entries) > cfg.n_candidates:
         ims = [delivery(res.z[idx[o]], s, sh)[0].im for o, s, sh, _ in entries]  # from the cache
@@ -482,7 +489,7 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
         # per method: one delivery (decode -> binarize -> clean, cached by z) shared by its objective and
         # its candidates, and its own decoder-aware objective: no method is served another's solves
         delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
-                            cfg.max_island)
+                            cfg.max_island, variant_texture="bank" if cfg.texture == "variants" else "prior")
         if target.optimizes and target.condition("porosity") is None and "porosity" in bundle.properties:
             phi = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index("porosity")]
             delivery.porosity_range = (float(np.nanmin(phi)), float(np.nanmax(phi)))  # the material's porosities
@@ -621,6 +628,9 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     out.mkdir(parents=True, exist_ok=True)
     if bundle is None:
         bundle = load_bundle(cfg.model, cfg.dataset, cfg.tracking_uri, cfg.device, cache_dir=out / ".model")
+    if cfg.texture == "variants" and not len(getattr(bundle.model, "bank_codes", ())):
+        raise ValueError(f"texture: variants needs a model with a texture bank; {cfg.model} has none "
+                         "(train it with texture_bank > 0, or use texture: prior)")
     targets = build_targets(cfg.targets, cfg.targets_csv, cfg.units, bundle.voxel_size, cfg.tol_porosity, cfg.tol_k)
     check_targets_for_model(targets, bundle.properties)
     # maximize / minimize: a hit must beat the best training sample (with_training_bars)

@@ -93,7 +93,11 @@ class PVAEConfig(TrainingConfig):
         single-latent VAE), spatial_stage (its encoder level, grid input_size / 2^level; default 1,
         the half-resolution grid: coarser grids cannot carry the voxel arrangement and reconstruct
         blurred structures; None = len(channels) - 1), prior_components (Gaussian mixture fitted to the aggregate posterior of
-        the global code after every epoch, used for prior samples; 0 = N(0, I)),
+        the global code after every epoch, used for prior samples; 0 = N(0, I)), texture_bank
+        (training structures, seeded, whose posterior texture residuals and codes the checkpoint
+        stores after every epoch, :class:`models.pvae.PVAE`: inverse design's ``texture:
+        variants`` decodes texture variants with them; 0 = none, the default; 256 at 32^3 with 4
+        channels on the 16^3 grid is 8.4 MB in float16),
         padding ("circular": the structures and the solver are periodic; "zeros" for checkpoints
         written before it existed), texture_prior ("spectral", the default: the residual of the
         texture prior p(z_s | z) a stationary Gaussian field with a learned isotropic power
@@ -173,6 +177,7 @@ class PVAEConfig(TrainingConfig):
     padding: str = "circular"
     texture_prior: str = "spectral"
     prior_components: int = 8
+    texture_bank: int = 0
     regressor_depth: int = 2
     regressor_width: int = 64
     # loss
@@ -206,7 +211,7 @@ class PVAEConfig(TrainingConfig):
             check.bad("properties", "must name at least one property column")
         check.one_of("padding", ("circular", "zeros"))
         check.one_of("texture_prior", ("white", "spectral", "conditional"))
-        check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components",
+        check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components", "texture_bank",
                         "predict_shifts", "adversarial"), 0)
         if self.beta_spatial is not None and not self.beta_spatial >= 0:
             check.bad("beta_spatial", "must be >= 0 or null (= beta)")

@@ -126,7 +126,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
       1 for decisive maps, 0 for p = 0.5 everywhere), gen_s2_distance (RMS between the mean S2
       curves of decoded prior samples and of the training subset), gen_porosity_wasserstein,
       gen_s2_nearest (median over prior samples of the RMS S2 distance to the nearest training
-      structure); with ``morphology``: gen_<descriptor>_ratio (median over prior samples / median
+      structure), gen_texture ("bank" when the model decodes with its texture bank, else "prior");
+      with ``morphology``: gen_<descriptor>_ratio (median over prior samples / median
       over the training subset) for specific_surface, chord_length, euler_density;
       n_samples, split; "figures": list of PNG paths (when out_dir is given).
     """
@@ -185,7 +186,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     phi_gen = gen_bin.float().mean(tuple(range(1, gen_bin.ndim))).numpy()
     s2_train_all, s2_gen_all = two_point_s2(train_vols), two_point_s2(gen_bin)  # (n, R), (m, R)
     s2_train, s2_gen = s2_train_all.mean(0), s2_gen_all.mean(0)
-    metrics.update({"gen_porosity_mean": float(phi_gen.mean()), "gen_porosity_std": float(phi_gen.std()),
+    metrics.update({"gen_texture": "bank" if getattr(model, "uses_bank", False) else "prior",
+                    "gen_porosity_mean": float(phi_gen.mean()), "gen_porosity_std": float(phi_gen.std()),
                     "gen_contrast": float(1.0 - 4.0 * (gen_t * (1 - gen_t)).mean()),
                     "train_porosity_mean": float(phi_train.mean()), "train_porosity_std": float(phi_train.std()),
                     "gen_porosity_wasserstein": _wasserstein_1d(phi_gen, phi_train),
@@ -226,7 +228,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
             figs.append(plots.plot_interpolation(out_dir / "interpolation.png", vols, t, props, cfg.properties))
         figs.append(plots.plot_generated(out_dir / "generated.png", gen_bin.numpy(), phi_train, phi_gen,
                                          train_vols[:8].numpy(), s2_train.numpy(), s2_gen.numpy(),
-                                         probabilities=gen))
+                                         probabilities=gen, texture=metrics["gen_texture"]))
         if history:
             figs.append(plots.plot_loss_curves(out_dir / "loss_curves.png", history))
         metrics["figures"] = figs
@@ -258,7 +260,9 @@ def format_metrics(m: dict) -> str:
         zero = f"  ({m['n_zero_' + p]} with k = 0 left out)" if m.get("n_zero_" + p) else ""
         single = f" ({m['r2_' + p + '_single']:.4f})" if "r2_" + p + "_single" in m else ""
         lines.append(f"  {p:<9} R2 {m['r2_' + p]:.4f}{single}  MAE {m['mae_' + p]:.4f}{unit}{zero}")
-    lines.append(f"  generation: porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
+    texture = {"bank": "texture of the nearest stored training code", "prior": "Gaussian prior texture"}
+    lines.append(f"  generation ({texture.get(m.get('gen_texture'), 'Gaussian prior texture')}): "
+                 f"porosity {m['gen_porosity_mean']:.3f} +- {m['gen_porosity_std']:.3f} "
                  f"(train {m['train_porosity_mean']:.3f} +- {m['train_porosity_std']:.3f}), "
                  f"S2 distance of mean curves {m['gen_s2_distance']:.4f}, porosity Wasserstein "
                  f"{m['gen_porosity_wasserstein']:.4f}, S2 distance to the nearest training sample "

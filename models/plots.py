@@ -160,10 +160,11 @@ def plot_parity(path, true: np.ndarray, pred: np.ndarray, names: list[str], r2: 
 
 def plot_generated(path, volumes: np.ndarray, porosity_train: np.ndarray, porosity_gen: np.ndarray,
                    train_examples: np.ndarray | None = None, s2_train=None, s2_gen=None,
-                   probabilities: np.ndarray | None = None) -> str:
+                   probabilities: np.ndarray | None = None, texture: str = "prior") -> str:
     """Prior samples beside training samples (mid-slices of binary structures; the decoder's pore
     probabilities of the same prior samples in a grey row when given), the porosity histograms and
-    the mean two-point correlation curves of both sets."""
+    the mean two-point correlation curves of both sets. ``texture``: "bank" (the texture of the
+    nearest stored training code) or "prior" (the Gaussian field of p(z_s | z)), for the title."""
     n = min(len(volumes), 8)
     sets = ([("training", train_examples, True)] if train_examples is not None else []) \
         + [("prior sample", volumes, True)] \
@@ -194,7 +195,8 @@ def plot_generated(path, volumes: np.ndarray, porosity_train: np.ndarray, porosi
         ax.set_xlabel("lag r (voxels)")
         ax.set_ylabel("S2(r)")
         ax.legend(fontsize=7)
-    fig.suptitle("generation: global code from the prior fitted to the training latents, texture from "
-                 "p(z_s | z); white = pore", fontsize=9)
+    source = ("the texture bank (nearest training code)" if texture == "bank" else "p(z_s | z)")
+    fig.suptitle(f"generation: global code from the prior fitted to the training latents, texture from "
+                 f"{source}; white = pore", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

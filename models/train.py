@@ -237,26 +237,39 @@ class Trainer(EpochTrainer):
     @torch.no_grad()
     def fit_prior(self) -> None:
         """Fit the Gaussian-mixture prior of the global code to the aggregate posterior (the latent
-        means of the training subset) and store it in the model (so every checkpoint carries the
-        prior of its own weights). ``prior_components`` 0 keeps N(0, I)."""
-        k = min(self.cfg.prior_components, len(self.x_train) // 10)
-        if k < 1:
-            return
-        from sklearn.mixture import GaussianMixture
-
+        means of the training subset) and fill the texture bank (``texture_bank`` seeded training
+        structures: their codes and texture residuals, :meth:`PVAE.texture_residuals`); both are
+        stored in the model, so every checkpoint carries the priors of its own weights.
+        ``prior_components`` 0 keeps N(0, I); ``texture_bank`` 0 (or no spatial latent) keeps no bank."""
         model = self.model
         was = model.training
         model.eval()
-        mus = []
-        for idx in batches(len(self.x_train), self.cfg.eval_batch_size, None):
-            x = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train))[0]
-            with self._autocast():
-                mus.append(model.encode(x)[0].float().cpu())
+        k = min(self.cfg.prior_components, len(self.x_train) // 10)
+        if k >= 1:
+            from sklearn.mixture import GaussianMixture
+
+            mus = []
+            for idx in batches(len(self.x_train), self.cfg.eval_batch_size, None):
+                x = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train))[0]
+                with self._autocast():
+                    mus.append(model.encode(x)[0].float().cpu())
+            mu = torch.cat(mus).double().numpy()  # (N, L)
+            gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=self.cfg.seed,
+                                  max_iter=200).fit(mu)
+            model.set_prior(gmm.weights_, gmm.means_, gmm.covariances_)
+        n_bank = min(self.cfg.texture_bank, len(self.x_train)) if model.spatial_channels else 0
+        if n_bank:
+            pick = model.bank_rows(len(self.x_train), n_bank, self.cfg.seed)  # (K,) the same structures every epoch
+            codes, res = [], []
+            for s in range(0, n_bank, self.cfg.eval_batch_size):
+                idx = pick[s:s + self.cfg.eval_batch_size]
+                x = self._to_device(*self._index(idx, self.x_train, self.y_train, self.m_train))[0]
+                with self._autocast():
+                    c, r = model.texture_residuals(x)  # (b, L), (b, cs, s, s[, s])
+                codes.append(c.float().cpu())
+                res.append(r.float().cpu())
+            model.set_texture_bank(torch.cat(codes), torch.cat(res))
         model.train(was)
-        mu = torch.cat(mus).double().numpy()  # (N, L)
-        gmm = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=self.cfg.seed,
-                              max_iter=200).fit(mu)
-        model.set_prior(gmm.weights_, gmm.means_, gmm.covariances_)
 
     # --- hooks of EpochTrainer ---------------------------------------------------------------
     read_config = staticmethod(read_config)

@@ -745,3 +745,55 @@ def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     assert "ran with --n-calls 5" in res.stderr and "only runs of the same settings" in res.stderr
     res = bench("--combine", f"{tmp_path / 's0'},{tmp_path / 'missing'}", "--out", tmp_path / "y", ok=False)
     assert "missing: no results.md and records.csv" in res.stderr
+
+
+def test_texture_variants_wear_the_stored_textures_of_training_structures(trained, tmp_path):
+    """texture: variants: the search decodes with the Gaussian texture prior, variant k with the
+    stored texture of the k-th nearest training code; a variant estimated to hit ranks first."""
+    import torch
+
+    from data_pipeline.dataset import VoxelDataset
+    from inverse.delivered import Delivery
+    from inverse.design import design
+    from inverse.model_source import load_bundle
+    from inverse.targets import build_targets
+    from models.checkpoint import load_model, read_metrics, write_checkpoint
+
+    model, cfg, norm = load_model(trained["ckpt"])
+    with pytest.raises(ValueError, match="texture bank"):  # the fixture's model keeps none (texture_bank 0)
+        design(design_cfg(trained, tmp_path / "none", targets=["porosity=0.5,k_xx=0.1"], texture="variants"),
+               log=lambda *a: None)
+    train = VoxelDataset(trained["data"], "train", cfg.properties, fractions=tuple(cfg.split_fractions))
+    x = torch.from_numpy(np.asarray(train.volumes(), dtype=np.float32)).unsqueeze(1)  # (N, 1, 16, 16, 16)
+    with torch.no_grad():
+        codes, res = model.texture_residuals(x)
+    model.set_texture_bank(codes, res)
+    cfg.texture_bank = len(codes)
+    ckpt = write_checkpoint(tmp_path / "banked", model, cfg, norm, read_metrics(trained["ckpt"]))
+
+    # a training structure's labels: the search starts at its code, whose stored texture is its own
+    y = train.targets
+    spec = f"porosity={float(y[0, 0]):.4f}+-0.02,k_xx={float(y[0, 1]):.5g}+-50%"  # loose: variants can hit
+    out = tmp_path / "variants"
+    design(design_cfg(trained, out, model=str(ckpt), targets=[spec], texture="variants", n_candidates=3,
+                      noise_variants=6), log=lambda *a: None)
+    rows = pd.read_csv(out / "results.csv").sort_values("candidate")
+    var = rows[rows["noise_seed"] > 0]
+    assert len(var) >= 1
+    bundle = load_bundle(str(ckpt))
+    target = build_targets([spec])[0]
+    bank = Delivery(bundle.model, bundle.norm, target, variant_texture="bank")
+    gauss = Delivery(bundle.model, bundle.norm, target)
+    for _, row in var.iterrows():
+        z = row[[f"z{d}" for d in range(bundle.model.latent_dim)]].to_numpy(float)
+        seed, shift = int(row["noise_seed"]), float(row["porosity_shift"])
+        im = read_volume(out / row["tif"])
+        assert np.array_equal(bank(z, seed, shift)[0].im, im)  # the (seed)-th nearest stored texture
+        assert not np.array_equal(gauss(z, seed, shift)[0].im, im)  # not noise field `seed`
+        assert np.array_equal(bank(z)[0].im, gauss(z)[0].im)  # the search's own structure: the prior's
+    # variants estimated to hit (the search's estimate: the solver) come first, before the search's own
+    est_hit = [(r["noise_seed"] > 0 and abs(r["pred_porosity"] - y[0, 0]) <= 0.02
+                and abs(r["pred_k_xx"] / y[0, 1] - 1) <= 0.5) for _, r in rows.iterrows()]
+    assert est_hit[0] and est_hit == sorted(est_hit, reverse=True), est_hit
+    with pytest.raises(ValueError, match="texture"):
+        design_cfg(trained, tmp_path / "bad", texture="bank")

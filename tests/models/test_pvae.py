@@ -332,3 +332,68 @@ def test_predict_volumes_averages_over_periodic_shifts(dims):
     spread0 = model.predict_volumes(copies).std(0).mean()
     spread31 = model.predict_volumes(copies, n_shifts=31).std(0).mean()
     assert spread31 < 0.5 * spread0, (float(spread31), float(spread0))
+
+
+def _banked(dims=2, size=16, n=6, seed=0):
+    torch.manual_seed(seed)
+    model = PVAE(dims=dims, input_size=size, n_properties=2, channels=[4, 8], latent_dim=3, spatial_channels=2).eval()
+    x = (torch.rand((n, 1) + (size,) * dims, generator=torch.Generator().manual_seed(seed)) < 0.4).float()
+    with torch.no_grad():
+        codes, res = model.texture_residuals(x)
+    model.set_texture_bank(codes, res)
+    return model, x, codes, res
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_texture_bank_decodes_a_stored_code_to_its_reconstruction(dims):
+    model, x, codes, res = _banked(dims)
+    assert not model.uses_bank and model.bank_residuals.dtype == torch.float16  # decode's default stays the prior
+    with torch.no_grad():
+        rec = model.forward(x)["logits"]  # eval: both posterior means
+        dec = model.decode(codes, texture="bank")  # nearest stored code = the row's own: its own texture
+    assert torch.allclose(dec, rec, atol=2e-2 * rec.abs().max().item())  # float16 residuals
+    assert dec.shape == x.shape
+
+
+def test_texture_bank_seed_k_takes_the_k_plus_first_nearest_code():
+    model, x, codes, res = _banked(n=5)
+    z = codes[:1] + 0.01  # nearest: code 0
+    order = torch.cdist(z, codes)[0].argsort()
+    with torch.no_grad():
+        h, i = model._top(z)
+        mu_p, logvar_p = model.spatial_prior(h)
+        for k in range(5):
+            r = model.bank_residuals[order[k]].float().unsqueeze(0)
+            want = model._bottom(h, i, mu_p + torch.exp(0.5 * logvar_p) * r)
+            assert torch.equal(model.decode(z, noise=k, texture="bank"), want), k
+        assert torch.equal(model.decode(z, noise=5, texture="bank"), model.decode(z, noise=0, texture="bank"))  # wraps
+        model.texture_source = "bank"  # the default of decode: the same textures without the argument
+        assert torch.equal(model.decode(z), model.decode(z, noise=torch.Generator().manual_seed(3), texture="bank"))
+
+
+def test_texture_bank_round_trips_and_the_prior_source_ignores_it():
+    model, x, codes, res = _banked(n=4)
+    other = PVAE(dims=2, input_size=16, n_properties=2, channels=[4, 8], latent_dim=3, spatial_channels=2).eval()
+    other.load_state_dict(model.state_dict())  # K = 4 taken from the stored shapes
+    assert torch.equal(other.bank_codes, model.bank_codes) and torch.equal(other.bank_residuals, model.bank_residuals)
+    z = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(other.decode(z, noise=2, texture="bank"), model.decode(z, noise=2, texture="bank"))
+        # the default texture is the Gaussian prior field, as for a model without a bank
+        plain = PVAE(dims=2, input_size=16, n_properties=2, channels=[4, 8], latent_dim=3, spatial_channels=2).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("bank_")})
+        assert not plain.uses_bank and len(plain.bank_codes) == 0  # a checkpoint from before the bank loads
+        assert torch.equal(model.decode(z, noise=2), plain.decode(z, noise=2))
+        assert not torch.equal(model.decode(z, noise=2), other.decode(z, noise=2, texture="bank"))
+
+
+def test_texture_bank_shape_errors_are_reported():
+    model, x, codes, res = _banked(n=3)
+    with pytest.raises(ValueError, match=r"texture bank: codes \(K, 3\)"):
+        model.set_texture_bank(codes, res[:, :1])
+    empty = PVAE(dims=2, input_size=16, n_properties=2, channels=[4, 8], latent_dim=3, spatial_channels=2)
+    with pytest.raises(ValueError, match="holds no texture bank"):
+        empty.bank_texture(codes)
+    flat = PVAE(dims=2, input_size=16, n_properties=2, channels=[4, 8], latent_dim=3, spatial_channels=0)
+    with pytest.raises(ValueError, match="no spatial latent"):
+        flat.texture_residuals(x)

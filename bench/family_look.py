@@ -1,0 +1,195 @@
+"""Does a decoded structure look like its family? (issue 13): a family classifier as the yardstick.
+
+The bench set is a mixture of generator families (blobs, overlapping spheres, non-overlapping
+spheres, foams, crossed channels; ``samples.csv`` column ``family``). A gradient-boosted classifier
+on each structure's morphology (porosity, specific surface, chord length, Euler density,
+anisotropy, and the S2 curve over S2(0)) is fitted to training structures and scored on the test
+split (its accuracy is the ceiling of every figure below). Then:
+
+``model``: for the model's texture sources ("bank": the texture of the nearest stored training
+code, ``PVAE.set_texture_bank``; "prior": the Gaussian prior field):
+  * test codes: each test structure's latent mean decoded and binarized at its porosity; the share
+    whose predicted family is the test structure's own ("family match"), and their specific surface
+    over their sample's (median);
+  * prior samples: global codes from the fitted mixture, binarized at the predicted porosity; the
+    share of each predicted family against the training shares (total variation distance), and the
+    morphology ratios against the training set;
+  * a figure of mid-slices: test structures, then their codes decoded with each source.
+``designs``: of a design run's results.csv (bench/inverse.py ``--match-reference`` or ``inverse
+design`` with reference samples), the share of verified candidates and of hits whose predicted
+family is their reference sample's, per method.
+
+    python bench/family_look.py model runs/bench32/pvae14sp/best runs/bench32/data --out runs/exp16/family
+    python bench/family_look.py designs runs/exp16/dev_model/design/dev/seed0 runs/bench32/data
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def features(vols) -> np.ndarray:
+    """(n, *shape) bool -> (n, F): the scalar descriptors and the S2 curve over S2(0)."""
+    from data_pipeline import morphology as mo
+
+    rows = []
+    for v in vols:
+        m = mo.morphology(np.asarray(v, dtype=bool))
+        rows.append(np.concatenate([[m[k] for k in mo.SCALARS], m["s2"] / max(m["s2"][0], 1e-9)]))
+    return np.array(rows)
+
+
+def family_classifier(dataset: str, ids_train: list[str], n: int = 800, seed: int = 0):
+    """Fit the classifier on up to ``n`` seeded training structures; returns (classifier, families by id)."""
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from data_pipeline.io import read_volume
+
+    fam = pd.read_csv(Path(dataset) / "samples.csv").set_index("sample_id")["family"]
+    pick = sorted(np.random.default_rng(seed).choice(len(ids_train), min(n, len(ids_train)), replace=False))
+    ids = [ids_train[i] for i in pick]
+    x = features([read_volume(Path(dataset) / "volumes" / f"{i}.tif") for i in ids])
+    return HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(x, fam.loc[ids].values), fam
+
+
+def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 128, seed: int = 0) -> dict:
+    import torch
+
+    from data_pipeline import morphology as mo
+    from data_pipeline.dataset import VoxelDataset
+    from models.binarize import binarize_at
+    from models.checkpoint import load_model
+    from models.evaluate import code_porosity
+
+    model, cfg, norm = load_model(checkpoint)
+    fr = tuple(cfg.split_fractions)
+    train = VoxelDataset(dataset, "train", cfg.properties, fractions=fr, split_seed=cfg.split_seed,
+                         dataset_size=cfg.dataset_size, subset_seed=cfg.seed)
+    test = VoxelDataset(dataset, "test", cfg.properties, fractions=fr, split_seed=cfg.split_seed)
+    clf, fam = family_classifier(dataset, list(train.ids), seed=seed)
+    x_test = np.asarray(test.volumes()).astype(bool)  # (N, *shape)
+    y_test = fam.loc[list(test.ids)].values
+    acc = float((clf.predict(features(x_test)) == y_test).mean())
+    share_train = {c: float(np.mean(fam.loc[list(train.ids)].values == c)) for c in clf.classes_}
+    report = {"classifier_test_accuracy": acc, "train_shares": share_train, "sources": {}}
+    print(f"family classifier: test accuracy {acc:.3f} ({len(x_test)} structures; the ceiling of the family match)")
+    porosity_of = code_porosity(norm, cfg.properties)
+    xt = torch.from_numpy(x_test.astype(np.float32)).unsqueeze(1)
+    with torch.no_grad():
+        mu = torch.cat([model.encode(xt[s:s + 64])[0] for s in range(0, len(xt), 64)])  # (N, L)
+        z_prior = model.sample_prior(n_prior, generator=torch.Generator().manual_seed(seed))  # (n, L)
+    phi_test = torch.from_numpy(x_test.reshape(len(x_test), -1).mean(1))
+    ref = mo.describe_set(np.asarray(train.volumes()[:256]).astype(bool))
+    ss_test = np.array([mo.morphology(v)["specific_surface"] for v in x_test])
+    sources = ["bank", "prior"] if len(model.bank_codes) else ["prior"]
+    slices = {}
+    for src in sources:
+        model.texture_source = src
+        with torch.no_grad():
+            p_test = torch.cat([torch.sigmoid(model.decode(mu[s:s + 64]))[:, 0] for s in range(0, len(mu), 64)])
+            # one independent noise field per prior sample (as models.evaluate draws them); with the
+            # bank, the texture of the nearest stored code
+            p_prior = torch.sigmoid(model.decode(z_prior, noise=torch.Generator().manual_seed(seed + 1)))[:, 0]
+            phi_prior = porosity_of(model.predict_properties(z_prior))
+        b_test = binarize_at(p_test, phi_test).numpy()
+        b_prior = binarize_at(p_prior, phi_prior).numpy()
+        match = float((clf.predict(features(b_test)) == y_test).mean())
+        ss = np.array([mo.morphology(v)["specific_surface"] for v in b_test])
+        pred_prior = clf.predict(features(b_prior))
+        shares = {c: float(np.mean(pred_prior == c)) for c in clf.classes_}
+        tv = 0.5 * sum(abs(shares[c] - share_train[c]) for c in clf.classes_)
+        cmp = mo.compare_sets(mo.describe_set(b_prior), ref)
+        rec = {"test_family_match": match, "test_ss_ratio_median": float(np.median(ss / np.maximum(ss_test, 1e-9))),
+               "prior_shares": shares, "prior_share_tv": tv,
+               **{f"prior_{k}": cmp[k] for k in ("specific_surface_ratio", "euler_density_ratio",
+                                                 "chord_length_ratio", "s2_nearest_median")}}
+        report["sources"][src] = rec
+        slices[src] = b_test[:8]
+        print(f"{src:5s}: test codes family match {match:.3f}, specific surface / sample's {rec['test_ss_ratio_median']:.2f}x; "
+              f"prior samples: family shares TV {tv:.2f} "
+              f"({', '.join(f'{c} {shares[c]:.2f}/{share_train[c]:.2f}' for c in clf.classes_)}; generated/training), "
+              f"specific surface {cmp['specific_surface_ratio']:.2f}x, Euler density {cmp['euler_density_ratio']:.2f}x, "
+              f"chord {cmp['chord_length_ratio']:.2f}x, S2 nearest {cmp['s2_nearest_median']:.4f}")
+    model.texture_source = "bank"
+    if out:
+        _figure(Path(out), x_test[:8], [fam_ for fam_ in y_test[:8]], slices)
+    return report
+
+
+def _figure(out: Path, originals, families, slices: dict) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("test structure", originals)] + [(f"its code, {k} texture", v) for k, v in slices.items()]
+    fig, axes = plt.subplots(len(rows), len(originals), figsize=(2 * len(originals), 2.1 * len(rows)))
+    for r, (name, ims) in enumerate(rows):
+        for j, im in enumerate(ims):
+            ax = axes[r, j]
+            ax.imshow(im[im.shape[0] // 2] if im.ndim == 3 else im, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(families[j], fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle("mid-slices (white = pore): test structures and their latent means decoded", fontsize=9)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "family_look.png"
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    print(f"figure: {path}")
+    return path
+
+
+def designs_report(design_dir: str, dataset: str, reference_dataset: str | None = None, seed: int = 0) -> dict:
+    import pandas as pd
+
+    from data_pipeline.dataset import split_ids
+    from data_pipeline.io import read_volume
+
+    res = pd.read_csv(Path(design_dir) / "results.csv")
+    ref_col = "reference" if "reference" in res else None
+    if ref_col is None:
+        raise SystemExit(f"{design_dir}/results.csv: no 'reference' column (designs without reference samples)")
+    res = res[res[ref_col].notna() & (res[ref_col].astype(str) != "")]
+    ids = pd.read_csv(Path(dataset) / "samples.csv")["sample_id"].tolist()
+    clf, fam = family_classifier(dataset, split_ids(ids)["train"], seed=seed)
+    ref_fam = pd.read_csv(Path(reference_dataset or dataset) / "samples.csv").set_index("sample_id")["family"]
+    ims = [read_volume(Path(design_dir) / p) for p in res["tif"]]
+    res = res.assign(family_pred=clf.predict(features(ims)), family_ref=ref_fam.loc[res[ref_col]].values)
+    res["family_match"] = res["family_pred"] == res["family_ref"]
+    out = {}
+    for method, g in res.groupby("method"):
+        hits = g[g["hit"].astype(bool)]
+        out[method] = {"candidates": len(g), "match": float(g["family_match"].mean()),
+                       "hits": len(hits), "hit_match": float(hits["family_match"].mean()) if len(hits) else float("nan")}
+        print(f"{method}: {len(g)} candidates, family = reference's {out[method]['match']:.2f}; "
+              f"{len(hits)} hits, family = reference's {out[method]['hit_match']:.2f}")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("model")
+    m.add_argument("checkpoint"), m.add_argument("dataset"), m.add_argument("--out")
+    m.add_argument("--n-prior", type=int, default=128), m.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("designs")
+    d.add_argument("design_dir"), d.add_argument("dataset"), d.add_argument("--reference-dataset")
+    d.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.cmd == "model":
+        model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed)
+    else:
+        designs_report(args.design_dir, args.dataset, args.reference_dataset, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
