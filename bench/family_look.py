@@ -15,11 +15,14 @@ code, ``PVAE.set_texture_bank``; "prior": the Gaussian prior field):
     share of each predicted family against the training shares (total variation distance), and the
     morphology ratios against the training set;
   * a figure of mid-slices: test structures, then their codes decoded with each source.
+``bank``: a copy of a checkpoint with a texture bank (what training with ``texture_bank: N``
+stores, the same rows), for a model trained without one.
 ``designs``: of a design run's results.csv (bench/inverse.py ``--match-reference`` or ``inverse
 design`` with reference samples), the share of verified candidates and of hits whose predicted
 family is their reference sample's, per method.
 
-    python bench/family_look.py model runs/bench32/pvae14sp/best runs/bench32/data --out runs/exp16/family
+    python bench/family_look.py bank runs/bench32/pvae14sp/best runs/bench32/data runs/exp16/pvae14sp_bank/best
+    python bench/family_look.py model runs/exp16/pvae14sp_bank/best runs/bench32/data --out runs/exp16/family
     python bench/family_look.py designs runs/exp16/dev_model/design/dev/seed0 runs/bench32/data
 """
 from __future__ import annotations
@@ -147,6 +150,27 @@ def _figure(out: Path, originals, families, slices: dict) -> Path:
     return path
 
 
+def add_bank(checkpoint: str, dataset: str, out: str, size: int = 256) -> None:
+    """Write ``out``: ``checkpoint`` with a texture bank of ``size`` training structures (the rows
+    :meth:`models.pvae.PVAE.bank_rows` picks in training) and ``texture_bank`` set in its config."""
+    import torch
+
+    from data_pipeline.dataset import VoxelDataset
+    from models.checkpoint import load_model, read_metrics, write_checkpoint
+
+    model, cfg, norm = load_model(checkpoint)
+    train = VoxelDataset(dataset, "train", cfg.properties, fractions=tuple(cfg.split_fractions),
+                         split_seed=cfg.split_seed, dataset_size=cfg.dataset_size, subset_seed=cfg.seed)
+    rows = model.bank_rows(len(train), size, cfg.seed).numpy()
+    x = torch.from_numpy(np.asarray(train.volumes()[rows], dtype=np.float32)).unsqueeze(1)  # (K, 1, *shape)
+    with torch.no_grad():
+        parts = [model.texture_residuals(x[s:s + 64]) for s in range(0, len(x), 64)]
+    model.set_texture_bank(torch.cat([c for c, _ in parts]), torch.cat([r for _, r in parts]))
+    cfg.texture_bank = int(size)
+    write_checkpoint(out, model, cfg, norm, read_metrics(checkpoint))
+    print(f"{out}: {checkpoint} with a texture bank of {len(rows)} training structures")
+
+
 def designs_report(design_dir: str, dataset: str, reference_dataset: str | None = None, seed: int = 0) -> dict:
     import pandas as pd
 
@@ -180,11 +204,16 @@ def main(argv=None) -> int:
     m = sub.add_parser("model")
     m.add_argument("checkpoint"), m.add_argument("dataset"), m.add_argument("--out")
     m.add_argument("--n-prior", type=int, default=128), m.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("bank")
+    b.add_argument("checkpoint"), b.add_argument("dataset"), b.add_argument("out")
+    b.add_argument("--size", type=int, default=256)
     d = sub.add_parser("designs")
     d.add_argument("design_dir"), d.add_argument("dataset"), d.add_argument("--reference-dataset")
     d.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.cmd == "model":
+    if args.cmd == "bank":
+        add_bank(args.checkpoint, args.dataset, args.out, args.size)
+    elif args.cmd == "model":
         model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed)
     else:
         designs_report(args.design_dir, args.dataset, args.reference_dataset, args.seed)

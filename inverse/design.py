@@ -308,7 +308,9 @@ def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, 
     Noise fields 1, 2, ... in turn; a variant whose k misses but is within reach of a porosity shift
     of at most ``cfg.porosity_shift`` x the porosity tolerance (:func:`inverse.delivered.porosity_shift_for`)
     is re-binarized at the shifted porosity and judged again (one more call). ``hit_ims``: the
-    structures already estimated as hits (the search's own; extended here).
+    structures already estimated as hits (the search's own; extended here). With ``cfg.texture``
+    "variants" variant k wears the k-th nearest stored texture (:class:`inverse.delivered.Delivery`),
+    and an estimated hit counts only inside the morphology bands of the objective.
 
     Returns
     -------
@@ -325,7 +327,8 @@ def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, 
         f = float(obj.evaluate_variants(z0, seed, shift)[0])
         out.append((pos, seed, shift, f))
         raw = obj.predict_variants(z0, seed, shift)[0]  # (P,) cached
-        if obj.hits_of(raw)[0]:
+        # texture: variants collects hits inside the morphology bands (those rank first in select_step)
+        if obj.hits_of(raw)[0] and (cfg.texture != "variants" or obj.morphology_penalty(z0, seed, shift)[0] == 0):
             hit_ims.append(obj.delivery(z0, seed, shift)[0].im)
         return {n: float(v) for n, v in zip(obj.names, raw)}
 
@@ -382,9 +385,11 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         # with bank textures, variants are tried until they alone give n_candidates distinct hits
         own_hits = [] if bank else [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit]
         entries += variant_entries(cfg, target, obj, own_z[0], order[0], own_hits)
-        if bank:  # an estimated hit in a training structure's texture first, then best objective first
+        if bank:  # an estimated hit in a training structure's texture first (inside the morphology
+            # bands, if any), then best objective first
             def bank_hit(e) -> bool:
-                return e[1] > 0 and bool(obj.hits_of(obj.predict_variants(own_z[:1], e[1], e[2]))[0])
+                return (e[1] > 0 and bool(obj.hits_of(obj.predict_variants(own_z[:1], e[1], e[2]))[0])
+                        and float(obj.morphology_penalty(own_z[:1], e[1], e[2])[0]) == 0.0)
             entries.sort(key=lambda e: (not bank_hit(e), e[3], e[1] > 0))
         else:
             entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
@@ -707,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen-top", type=int, help="latents decoded and ranked by the surrogate per target and method "
                                                   "(the best --n-candidates go to the solver; 0 = no screening)")
     p.add_argument("--threshold", choices=["target", "decoded", "fixed"], help="binarization rule")
+    p.add_argument("--texture", choices=["prior", "variants"],
+                   help="texture variants of the best latent from the Gaussian texture prior (prior) or from the "
+                        "model's texture bank, the textures of training structures (variants; needs a model "
+                        "trained with texture_bank > 0)")
     p.add_argument("--no-verify", action="store_true", help="skip the solver (predictions only)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.add_argument("--allow-extrapolation", action="store_true", help="search targets outside the training labels")
@@ -718,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> DesignConfig:
     over = {k: getattr(args, k) for k in ("model", "dataset", "targets", "targets_csv", "units", "methods",
                                           "n_calls", "n_candidates", "seed", "threshold", "out", "device",
-                                          "property_model", "surrogate", "screen_top", "bo_engine")}
+                                          "property_model", "surrogate", "screen_top", "bo_engine", "texture")}
     if args.methods:
         over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.no_verify:

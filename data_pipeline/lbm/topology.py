@@ -64,7 +64,7 @@ def winding_clusters(im: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]
     roots : int array of the image shape; 0 = solid, else the id of the periodic cluster
     winds : {cluster id: bool array (D,) in (x, y[, z]) order}, True where it winds along the axis
     """
-    lat = lattice_for(im.ndim)
+    lattice_for(im.ndim)  # 2D or 3D only: a ValueError naming the dimension otherwise
     D = im.ndim
     # the lattice's own links: faces and edges (18 neighbours in 3D, D3Q19; 8 in 2D, D2Q9). Connectivity
     # D (26 neighbours in 3D) joined clusters that touch at a corner only, which no D3Q19 link crosses
