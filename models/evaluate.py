@@ -30,15 +30,37 @@ def r2_score(true: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
+def volume_properties(model, x: torch.Tensor, n_shifts: int = 0, first: torch.Tensor | None = None,
+                      norm: Normalizer | None = None, names: list[str] | None = None) -> torch.Tensor:
+    """Normalized properties (B, P) of volumes x (B, 1, *shape): :meth:`PVAE.predict_volumes` (the
+    mean over x and ``n_shifts`` periodic shifts), and with ``norm`` and ``names`` also over the
+    symmetry group of the square / cube that keeps ``names`` closed (8 in 2D, 48 in 3D): each
+    element's prediction mapped back by its inverse (k_xx and k_yy swapped for a transpose), averaged
+    in evaluation units (log10 k on the diagonal). ``first``: the prediction for x itself."""
+    if norm is None:
+        return model.predict_volumes(x, n_shifts, first=first)
+    from models.surrogate.augment import symmetry_group  # the surrogate's group: one definition
+
+    acc = 0.0
+    group = symmetry_group(x.ndim - 2, list(names))
+    for g in group:
+        xg = x if g.is_identity() else g.apply_volume(x, batch_dims=2).contiguous()
+        p = model.predict_volumes(xg, n_shifts, first=first if g.is_identity() else None)
+        acc = acc + g.inverse().apply_columns(norm.inverse_log(p.detach().float().cpu().numpy()), list(names))
+    return torch.from_numpy(norm.transform(norm.from_log(acc / len(group))).astype(np.float32)).to(x.device)
+
+
 @torch.no_grad()
-def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None, n_shifts: int = 0):
+def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of=None, n_shifts: int = 0,
+                norm: Normalizer | None = None, names: list[str] | None = None):
     """Per-sample reconstruction metrics, latent means and property predictions of (N, 1, *shape)
     uint8 volumes.
 
     ``porosity_of``: normalized properties (B, P) -> the porosity (B,) at which a reconstruction is
     binarized (the regressor's for the code, see :func:`code_porosity`); None: its expected porosity.
     ``props`` is the regressor on the code, ``props_volume`` the volume's prediction averaged over
-    ``n_shifts`` periodic shifts too (:meth:`PVAE.predict_volumes`; = props for 0)."""
+    ``n_shifts`` periodic shifts too, and over the symmetries when ``norm`` and ``names`` are given
+    (:func:`volume_properties`; = props for 0 shifts without symmetries)."""
     out = {k: [] for k in ("bce", "acc", "iou", "phi_true", "phi_rec", "s2_dist", "mu", "props", "props_volume")}
     examples = None
     for start in range(0, len(x_all), batch_size):
@@ -61,7 +83,7 @@ def _encode_all(model, x_all: torch.Tensor, batch_size: int, device, porosity_of
         out["s2_dist"].append(torch.sqrt(((s2_t - s2_r) ** 2).mean(1)))
         out["mu"].append(mu.float())
         out["props"].append(out_b["props"].float())
-        out["props_volume"].append(model.predict_volumes(x, n_shifts, first=out_b["props"]).float())
+        out["props_volume"].append(volume_properties(model, x, n_shifts, out_b["props"], norm, names).float())
         if examples is None:
             examples = (true[:4].cpu().numpy(), torch.sigmoid(logits[:4, 0]).cpu().numpy(), pred[:4].cpu().numpy())
     return {k: torch.cat(v).cpu().numpy() for k, v in out.items()}, examples
@@ -117,7 +139,9 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
       porosity_bias (mean phi_rec - phi), s2_distance (RMS over lags of S2_rec - S2, mean over samples);
       r2_<p>, mae_<p> per property in evaluation units (porosity; log10 k for diagonal k), r2_mean,
       of the volume's prediction averaged over ``cfg.predict_shifts`` periodic shifts
-      (:meth:`PVAE.predict_volumes`), and r2_<p>_single (one pass) when that is not 0; predict_shifts;
+      (:meth:`PVAE.predict_volumes`) and, with ``cfg.predict_symmetries``, over the symmetries of the
+      square / cube (:func:`volume_properties`), and r2_<p>_single (one pass) when either is on;
+      predict_shifts; predict_symmetries;
       n_zero_<k_ii>: test samples with k_ii = 0 (not percolating along i), left out of that k's R^2/MAE;
       gen_porosity_mean/std vs train_porosity_mean/std of prior samples, binarized at the porosity
       the regressor predicts for their code (:func:`binarize_at`; at their expected porosity, the mean
@@ -142,7 +166,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
         raise ValueError(f"{dataset_dir}: split {split!r} is empty")
     x_all = torch.from_numpy(np.ascontiguousarray(ds.volumes(), dtype=np.uint8)).unsqueeze(1)  # (N, 1, *shape)
     porosity_of = code_porosity(norm, cfg.properties)
-    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of, cfg.predict_shifts)
+    sym = (norm, cfg.properties) if cfg.predict_symmetries else (None, None)
+    per, examples = _encode_all(model, x_all, cfg.eval_batch_size, device, porosity_of, cfg.predict_shifts, *sym)
 
     metrics: dict = {"split": split, "n_samples": len(ds),
                      "recon_bce": float(per["bce"].mean()), "voxel_accuracy": float(per["acc"].mean()),
@@ -155,6 +180,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     pred_log = norm.inverse_log(per["props_volume"])  # (N, P)
     single_log = norm.inverse_log(per["props"])  # (N, P) one pass, no shifts
     metrics["predict_shifts"] = int(cfg.predict_shifts)
+    metrics["predict_symmetries"] = bool(cfg.predict_symmetries)
     r2 = {}
     scored = np.ones(true_log.shape, dtype=bool)  # (N, P) the entries each R^2 is taken over
     for j, name in enumerate(cfg.properties):
@@ -166,7 +192,7 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
         r2[name] = r2_score(true_log[keep, j], pred_log[keep, j])
         metrics[f"r2_{name}"] = r2[name]
         metrics[f"mae_{name}"] = float(np.abs(true_log[keep, j] - pred_log[keep, j]).mean())
-        if cfg.predict_shifts:
+        if cfg.predict_shifts or cfg.predict_symmetries:
             metrics[f"r2_{name}_single"] = r2_score(true_log[keep, j], single_log[keep, j])
     metrics["r2_mean"] = float(np.nanmean(list(r2.values())))
 
@@ -252,9 +278,10 @@ def format_metrics(m: dict) -> str:
              f"pore IoU {m['pore_iou']:.4f}, |porosity error| {m['porosity_error']:.4f}, "
              f"S2 distance {m['s2_distance']:.4f}"]
     props = [k[3:] for k in m if k.startswith("r2_") and k != "r2_mean" and not k.endswith("_single")]
-    if m.get("predict_shifts"):
-        lines.append(f"  properties of each test volume: mean over it and {m['predict_shifts']} periodic shifts "
-                     "(one pass in brackets)")
+    if m.get("predict_shifts") or m.get("predict_symmetries"):
+        over = [f"{m['predict_shifts']} periodic shifts"] if m.get("predict_shifts") else []
+        over += ["the symmetries of the square / cube"] if m.get("predict_symmetries") else []
+        lines.append(f"  properties of each test volume: mean over it and {' and '.join(over)} (one pass in brackets)")
     for p in props:
         unit = " (log10 lattice units)" if is_k_component(p) else ""
         zero = f"  ({m['n_zero_' + p]} with k = 0 left out)" if m.get("n_zero_" + p) else ""
@@ -285,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for metrics.json and the figures (default CHECKPOINT/../eval-SPLIT)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--predict-shifts", type=int, help="periodic shifts averaged into each volume's properties "
+                                                      "(default: the checkpoint's predict_shifts)")
+    p.add_argument("--predict-symmetries", choices=["on", "off"],
+                   help="average over the symmetries of the square / cube too (default: the checkpoint's)")
     return p
 
 
@@ -295,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.checkpoint)
     try:
         model, cfg, norm = load_model(ckpt, device=args.device)
+        if args.predict_shifts is not None:
+            cfg.predict_shifts = args.predict_shifts
+        if args.predict_symmetries:
+            cfg.predict_symmetries = args.predict_symmetries == "on"
+        cfg.validate()
         out = Path(args.out) if args.out else ckpt.parent / f"eval-{args.split}"
         metrics = evaluate(model, cfg, norm, args.dataset, split=args.split, out_dir=out,
                            history=read_metrics(ckpt).get("history"), device=args.device)
