@@ -106,6 +106,7 @@ class Candidate:
     source_id: str | None = None  # lookup: the training sample delivered as it is
     noise_seed: int = 0  # the spatial latent's noise field: 0 = decode(z), else a texture variant of z
     porosity_shift: float = 0.0  # the porosity goal's shift from the target's (variants: k brought to the target)
+    texture: str = "prior"  # "prior": noise field noise_seed; "bank": the noise_seed-th nearest stored texture; "" lookup
 
     @property
     def binary_porosity(self) -> float:
@@ -131,7 +132,7 @@ class Candidate:
         row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
                     "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
                     "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
-                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed,
+                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed, "texture": self.texture,
                     "porosity_shift": self.porosity_shift})
         row.update(self.morphology)
         row.update({f"z{d}": float(v) for d, v in enumerate(self.z)})
@@ -291,7 +292,7 @@ def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective:
                       float(res.f[rank]), float(maha[rank]), bool(space.inside(z[rank])[0]),
                       pred={p: float(v) for p, v in zip(bundle.properties, y[i])},
                       regz={p: float(v) for p, v in zip(bundle.properties, regz[rank])}, z=z[rank], im=im,
-                      threshold_rule="none", source_id=sid)
+                      threshold_rule="none", source_id=sid, texture="")  # a training structure, not decoded
         if morph_ref is not None:
             c.morphology = morph_ref.columns(im, target.reference)
         out.append(c)
@@ -419,7 +420,8 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
                       threshold_rule=cfg.threshold, threshold=dv.threshold, porosity_goal=dv.goal,
                       decoded_porosity=dv.decoded_porosity, solid_removed=int(dv.info.get("solid_removed", 0)),
                       pores_removed=int(dv.info.get("pores_removed", 0)), noise_seed=int(seed),
-                      porosity_shift=float(shift))
+                      porosity_shift=float(shift),
+                      texture="bank" if seed and delivery.variant_texture == "bank" else "prior")
         if scr_raw is not None:
             c.screen_from, c.screen_distance = int(o), float(scr_dist[rank])
             c.sur = {p: float(v) for p, v in zip(properties, scr_raw[rank]) if p != "porosity"}

@@ -779,7 +779,7 @@ def test_texture_variants_wear_the_stored_textures_of_training_structures(traine
                       noise_variants=6), log=lambda *a: None)
     rows = pd.read_csv(out / "results.csv").sort_values("candidate")
     var = rows[rows["noise_seed"] > 0]
-    assert len(var) >= 1
+    assert len(var) >= 1 and (var["texture"] == "bank").all() and (rows[rows["noise_seed"] == 0]["texture"] == "prior").all()
     bundle = load_bundle(str(ckpt))
     target = build_targets([spec])[0]
     bank = Delivery(bundle.model, bundle.norm, target, variant_texture="bank")
