@@ -120,7 +120,7 @@ def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 
               f"({', '.join(f'{c} {shares[c]:.2f}/{share_train[c]:.2f}' for c in clf.classes_)}; generated/training), "
               f"specific surface {cmp['specific_surface_ratio']:.2f}x, Euler density {cmp['euler_density_ratio']:.2f}x, "
               f"chord {cmp['chord_length_ratio']:.2f}x, S2 nearest {cmp['s2_nearest_median']:.4f}")
-    model.texture_source = "bank"
+    model.texture_source = "prior"  # the model's default again
     if out:
         _figure(Path(out), x_test[:8], [fam_ for fam_ in y_test[:8]], slices)
     return report
