@@ -49,7 +49,7 @@ def check_kept_lineage(lines: list[dict], history, run) -> None:
     """A trial restored from a checkpoint continues at (that checkpoint's epoch + 1), never from
     scratch; MLflow holds each epoch once with the value of the kept lineage (the last report of the
     epoch; where an earlier report was already written, the re-run reproduced it: training resumes
-    exactly); ``repeated_epochs`` counts the epochs reported again."""
+    exactly); ``repeated_epochs`` counts the epochs reported again (at least those result.json shows)."""
     epochs_seen: list[int] = []
     for i, x in enumerate(lines):
         if i > 0 and x["iterations_since_restore"] == 1:  # first report after a restore
@@ -61,9 +61,13 @@ def check_kept_lineage(lines: list[dict], history, run) -> None:
     kept = {x["epoch"]: x["val_loss"] for x in lines}  # the last report of each epoch wins
     logged = {m.step: m.value for m in history}
     assert logged == pytest.approx(kept), (logged, kept)
+    # result.json is a lower bound on what was reported: a trial that restarts from scratch after the
+    # kill (Tune's last synced state held no checkpoint of it) logs into a fresh local file that
+    # replaces the storage copy, so the killed driver's lines of that trial can be gone; the callback
+    # saw every report in both drivers. An unfinished trial had reported at most EPOCHS - 1 epochs.
     repeats = len(epochs_seen) - len(set(epochs_seen))
     tag = run.data.tags.get("repeated_epochs")
-    assert (int(tag) if tag else 0) == repeats, (tag, [y["epoch"] for y in lines])
+    assert repeats <= (int(tag) if tag else 0) <= EPOCHS - 1, (tag, [y["epoch"] for y in lines])
 
 
 @pytest.mark.usefixtures("clean_tracking_env")
