@@ -133,8 +133,12 @@ class PVAEConfig(TrainingConfig):
         adversarial (0 = off): the weight of a patch discriminator's non-saturating loss on the
         generated structure of the morph term (binarized at the sample's porosity, straight-through
         gradient) added to the loss; the discriminator (:class:`models.layers.PatchDiscriminator`)
-        learns real training structures against those, one step per batch, and is kept in the
-        training state only (the checkpoint's model is the pVAE alone).
+        learns real training structures against those, ``critic_steps`` steps per batch, and is
+        kept in the training state only (the checkpoint's model is the pVAE alone).
+        critic_steps: discriminator updates per pVAE step; each one after the first on the same
+        real/generated pair under a random symmetry of the square/cube (no extra decoding). With one
+        step the critic stayed at chance over a 14-epoch bench run, while trained offline on the same
+        pairs it separates them after 200-600 steps (bench/RESULTS.md, "Adversarial patch loss").
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
         still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
@@ -193,6 +197,7 @@ class PVAEConfig(TrainingConfig):
     sharpness: float = 0.0
     morph_binarize: bool = True
     adversarial: float = 0.0
+    critic_steps: int = 1
     # checkpoint selection
     select_metric: str = "val_score"
     # runtime
@@ -209,7 +214,7 @@ class PVAEConfig(TrainingConfig):
         validate_training(self, check)
         if self.input_size < 2 ** len(self.channels):
             check.bad("input_size", f"too small for {len(self.channels)} stride-2 stages (need >= {2 ** len(self.channels)})")
-        check.at_least(("latent_dim", "regressor_width"), 1)
+        check.at_least(("latent_dim", "regressor_width", "critic_steps"), 1)
         if self.regressor_depth < 0:
             check.bad("regressor_depth", "must be >= 0")
         if not self.properties:

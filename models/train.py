@@ -163,7 +163,10 @@ class Trainer(EpochTrainer):
                                          f"prop {terms['prop'].item():.4g}; lr {cfg.lr:g})")
             self._step(terms["loss"])
             if fake is not None:
-                terms["disc"] = self._disc_step(x, fake.detach())
+                fake = fake.detach()
+                terms["disc"] = self._disc_step(x, fake)
+                for _ in range(cfg.critic_steps - 1):
+                    terms["disc"] = self._disc_step(self._random_view(x), self._random_view(fake))
             n = len(idx)
             n_seen += n
             for k in sums:
@@ -178,6 +181,13 @@ class Trainer(EpochTrainer):
         """Generated logits (B, 1, *shape) -> the structure a design delivers from them, binarized
         at the sample's porosity (straight-through gradient), (B, 1, *shape)."""
         return delivered_like(torch.sigmoid(gen_logits.float())[:, 0], x).unsqueeze(1)
+
+    def _random_view(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch (B, 1, *shape) under one random symmetry of the square/cube (the critic's extra
+        steps: the same structures seen anew, no labels involved)."""
+        group = self.group or symmetry_group(self.cfg.dims, [])
+        g = group[int(torch.randint(len(group), (1,), generator=self.aug_rng))]
+        return x if g.is_identity() else g.apply_volume(x, batch_dims=2).contiguous()
 
     def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """One step of the patch discriminator: real training structures (B, 1, *shape) against
