@@ -17,6 +17,10 @@ code, ``PVAE.set_texture_bank``; "prior": the Gaussian prior field):
   * a figure of mid-slices: test structures, then their codes decoded with each source.
 ``bank``: a copy of a checkpoint with a texture bank (what training with ``texture_bank: N``
 stores, the same rows), for a model trained without one.
+``critic``: can the adversarial term's critic (``models.layers.PatchDiscriminator``) tell the
+training structures from their codes decoded with the prior texture at all? It is trained offline
+on fixed pairs (640 training structures and their decodes, binarized at their porosity) and its
+accuracy on 160 held-out pairs printed every 100 steps.
 ``designs``: of a design run's results.csv (bench/inverse.py ``--match-reference`` or ``inverse
 design`` with reference samples), the share of verified candidates and of hits whose predicted
 family is their reference sample's, per method.
@@ -24,6 +28,7 @@ family is their reference sample's, per method.
     python bench/family_look.py bank runs/bench32/pvae14sp/best runs/bench32/data runs/exp16/pvae14sp_bank/best
     python bench/family_look.py model runs/exp16/pvae14sp_bank/best runs/bench32/data --out runs/exp16/family
     python bench/family_look.py designs runs/exp16/dev_model/design/dev/seed0 runs/bench32/data
+    python bench/family_look.py critic runs/bench32/pvae14sp/best runs/bench32/data --lr 1e-3 [--no-sn]
 """
 from __future__ import annotations
 
@@ -198,6 +203,56 @@ def designs_report(design_dir: str, dataset: str, reference_dataset: str | None 
     return out
 
 
+def critic_probe(checkpoint: str, dataset: str, steps: int = 600, lr: float = 1e-3, spectral_norm: bool = True,
+                 n_train: int = 640, n_test: int = 160, batch: int = 32, seed: int = 0) -> list[dict]:
+    """Train a fresh PatchDiscriminator (the model's channels) on training structures (real) against
+    their latent means decoded with the prior texture and binarized at their porosity (generated);
+    returns the held-out accuracy (mean patch logit > 0 for real, < 0 for generated) every 100 steps."""
+    import torch
+    import torch.nn.functional as F
+
+    from data_pipeline.dataset import VoxelDataset
+    from models.binarize import binarize_at
+    from models.checkpoint import load_model
+    from models.layers import PatchDiscriminator
+
+    torch.manual_seed(seed)
+    model, cfg, _ = load_model(checkpoint)
+    model.eval()
+    train = VoxelDataset(dataset, "train", cfg.properties, fractions=tuple(cfg.split_fractions),
+                         split_seed=cfg.split_seed)
+    n = min(len(train), n_train + n_test)
+    x = torch.from_numpy(np.asarray(train.volumes()[:n]).astype(np.float32)).unsqueeze(1)  # (n, 1, *shape)
+    with torch.no_grad():
+        mu = torch.cat([model.encode(x[s:s + 64])[0] for s in range(0, n, 64)])  # (n, L)
+        g = torch.Generator().manual_seed(seed + 1)
+        p = torch.cat([torch.sigmoid(model.decode(mu[s:s + 64], noise=g))[:, 0] for s in range(0, n, 64)])
+    fake = binarize_at(p, x.flatten(1).mean(1)).float().unsqueeze(1)  # (n, 1, *shape)
+    disc = PatchDiscriminator(cfg.dims, cfg.channels, cfg.kernel_size)
+    if not spectral_norm:
+        for mod in disc.modules():
+            if hasattr(mod, "parametrizations"):
+                torch.nn.utils.parametrize.remove_parametrizations(mod, "weight")
+    opt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))  # as the trainer's critic
+    rng = np.random.default_rng(seed)
+    n_fit = n - n_test
+    out = []
+    for step in range(1, steps + 1):
+        idx = rng.choice(n_fit, batch, replace=False)
+        loss = F.softplus(-disc(x[idx])).mean() + F.softplus(disc(fake[idx])).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            with torch.no_grad():
+                real_ok = (disc(x[n_fit:]).flatten(1).mean(1) > 0).float().mean()
+                fake_ok = (disc(fake[n_fit:]).flatten(1).mean(1) < 0).float().mean()
+            out.append({"step": step, "held_out_accuracy": float((real_ok + fake_ok) / 2), "loss": float(loss)})
+            print(f"step {step}: critic loss {float(loss):.3f} (chance {2 * np.log(2):.3f}), "
+                  f"held-out accuracy {out[-1]['held_out_accuracy']:.2f}", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -210,11 +265,18 @@ def main(argv=None) -> int:
     d = sub.add_parser("designs")
     d.add_argument("design_dir"), d.add_argument("dataset"), d.add_argument("--reference-dataset")
     d.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("critic")
+    c.add_argument("checkpoint"), c.add_argument("dataset")
+    c.add_argument("--steps", type=int, default=600), c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--no-sn", action="store_true", help="without spectral normalization")
+    c.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.cmd == "bank":
         add_bank(args.checkpoint, args.dataset, args.out, args.size)
     elif args.cmd == "model":
         model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed)
+    elif args.cmd == "critic":
+        critic_probe(args.checkpoint, args.dataset, args.steps, args.lr, not args.no_sn, seed=args.seed)
     else:
         designs_report(args.design_dir, args.dataset, args.reference_dataset, args.seed)
     return 0

@@ -139,6 +139,8 @@ class PVAEConfig(TrainingConfig):
         real/generated pair under a random symmetry of the square/cube (no extra decoding). With one
         step the critic stayed at chance over a 14-epoch bench run, while trained offline on the same
         pairs it separates them after 200-600 steps (bench/RESULTS.md, "Adversarial patch loss").
+        critic_conditional: the critic also reads the global code (a projection discriminator): real
+        structures with their own codes against generated ones with the codes they were decoded from.
         k_floor: permeabilities (lattice units) below it are clamped before log10 where a log is
         still taken (evaluation of k = 0 rows is done apart).
         augment: one random symmetry of the square/cube per batch (8 in 2D, 48 in 3D), the
@@ -198,6 +200,7 @@ class PVAEConfig(TrainingConfig):
     morph_binarize: bool = True
     adversarial: float = 0.0
     critic_steps: int = 1
+    critic_conditional: bool = False
     # checkpoint selection
     select_metric: str = "val_score"
     # runtime

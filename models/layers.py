@@ -88,9 +88,14 @@ class PatchDiscriminator(nn.Module):
     convolutions with spectral normalization and leaky ReLU, the PatchGAN layout (pix2pix, VQGAN):
     each logit judges a receptive field of a few grains, not the whole box, so the term is about
     texture (the shape of grains, struts and channels), while porosity and k stay with the other
-    terms."""
+    terms.
 
-    def __init__(self, dims: int, channels=(16, 32, 64), kernel_size: int = 3):
+    With ``cond_dim`` > 0 the critic is conditioned on a code (B, cond_dim) by projection (Miyato &
+    Koyama 2018): each patch logit gains <features, W code>, so it judges whether a structure fits
+    its code (round grains for a code of sphere packings), not only whether it looks like any
+    training structure."""
+
+    def __init__(self, dims: int, channels=(16, 32, 64), kernel_size: int = 3, cond_dim: int = 0):
         super().__init__()
         sn = nn.utils.parametrizations.spectral_norm
         layers, c_in = [], 1
@@ -100,6 +105,15 @@ class PatchDiscriminator(nn.Module):
             c_in = c
         layers.append(sn(conv_layer(dims, c_in, 1, kernel_size, padding=kernel_size // 2, padding_mode="circular")))
         self.net = nn.Sequential(*layers)
+        self.embed = sn(nn.Linear(cond_dim, c_in, bias=False)) if cond_dim > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.float())
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 1, *shape) -> patch logits (B, 1, *patches); ``cond`` (B, cond_dim) when conditioned."""
+        if (cond is None) != (self.embed is None):
+            raise ValueError("PatchDiscriminator: pass a code exactly when built with cond_dim > 0")
+        f = self.net[:-1](x.float())  # (B, C, *patches)
+        logits = self.net[-1](f)
+        if cond is not None:
+            e = self.embed(cond.float()).reshape(*cond.shape[:1], -1, *([1] * (f.dim() - 2)))  # (B, C, 1..)
+            logits = logits + (f * e).sum(1, keepdim=True)
+        return logits

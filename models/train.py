@@ -75,7 +75,8 @@ class Trainer(EpochTrainer):
         setup_optimization(self, PVAE.from_config(cfg), cfg)
         self.disc = self.d_optimizer = None
         if cfg.adversarial > 0:  # the critic of generated structures: training state, not part of the model
-            self.disc = PatchDiscriminator(cfg.dims, cfg.channels, cfg.kernel_size).to(self.device)
+            self.disc = PatchDiscriminator(cfg.dims, cfg.channels, cfg.kernel_size,
+                                           cond_dim=cfg.latent_dim if cfg.critic_conditional else 0).to(self.device)
             self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=2 * cfg.lr, betas=(0.5, 0.9))
         self.loader_rng = torch.Generator().manual_seed(cfg.seed)
         self.aug_rng = torch.Generator().manual_seed(cfg.seed + 1)
@@ -153,9 +154,11 @@ class Trainer(EpochTrainer):
             terms = pvae_loss(out, x, y, beta=beta, alpha=cfg.alpha, y_mask=m, gamma=cfg.gamma, gen_logits=gen,
                               sharpness=cfg.sharpness, morph_binarize=cfg.morph_binarize, beta_spatial=beta_s)
             fake = None
+            code = None
             if self.disc is not None and gen is not None:
                 fake = self._delivered(gen, x)  # (B, 1, *shape) binary, gradient of the probabilities
-                terms["adv"] = F.softplus(-self.disc(fake)).mean()  # non-saturating generator loss
+                code = out["z"].detach().float() if cfg.critic_conditional else None  # (B, L): x's and fake's
+                terms["adv"] = F.softplus(-self.disc(fake, code)).mean()  # non-saturating generator loss
                 terms["loss"] = terms["loss"] + cfg.adversarial * terms["adv"]
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"loss is NaN at epoch {self.epoch + 1}, batch {b + 1} "
@@ -164,9 +167,9 @@ class Trainer(EpochTrainer):
             self._step(terms["loss"])
             if fake is not None:
                 fake = fake.detach()
-                terms["disc"] = self._disc_step(x, fake)
+                terms["disc"] = self._disc_step(x, fake, code)
                 for _ in range(cfg.critic_steps - 1):
-                    terms["disc"] = self._disc_step(self._random_view(x), self._random_view(fake))
+                    terms["disc"] = self._disc_step(*self._random_view(x, fake), code)
             n = len(idx)
             n_seen += n
             for k in sums:
@@ -182,17 +185,18 @@ class Trainer(EpochTrainer):
         at the sample's porosity (straight-through gradient), (B, 1, *shape)."""
         return delivered_like(torch.sigmoid(gen_logits.float())[:, 0], x).unsqueeze(1)
 
-    def _random_view(self, x: torch.Tensor) -> torch.Tensor:
-        """The batch (B, 1, *shape) under one random symmetry of the square/cube (the critic's extra
-        steps: the same structures seen anew, no labels involved)."""
+    def _random_view(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Batches (B, 1, *shape) under one random symmetry of the square/cube, the same for all (the
+        critic's extra steps: the same structures seen anew, no labels involved)."""
         group = self.group or symmetry_group(self.cfg.dims, [])
         g = group[int(torch.randint(len(group), (1,), generator=self.aug_rng))]
-        return x if g.is_identity() else g.apply_volume(x, batch_dims=2).contiguous()
+        return xs if g.is_identity() else tuple(g.apply_volume(x, batch_dims=2).contiguous() for x in xs)
 
-    def _disc_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def _disc_step(self, real: torch.Tensor, fake: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
         """One step of the patch discriminator: real training structures (B, 1, *shape) against
-        generated ones (detached); returns its loss (logistic, mean over patches)."""
-        loss = F.softplus(-self.disc(real)).mean() + F.softplus(self.disc(fake)).mean()
+        generated ones (detached), both with ``code`` (B, L) for a conditional critic; returns its
+        loss (logistic, mean over patches)."""
+        loss = F.softplus(-self.disc(real, code)).mean() + F.softplus(self.disc(fake, code)).mean()
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.layers import circular_pad, conv_layer
+from models.layers import PatchDiscriminator, circular_pad, conv_layer
 
 
 @pytest.mark.parametrize("shape, p", [((2, 3, 5, 6), 1), ((2, 3, 4, 5, 6), 1), ((1, 2, 7, 7, 7), 2), ((1, 1, 3, 3), 3)])
@@ -56,3 +56,20 @@ def test_zero_padding_mode_is_torch_behaviour():
     x = torch.ones(1, 1, 4, 4, 4)
     torch.testing.assert_close(ours(x), ref(x))
     assert ours(x)[0, 0, 0, 0, 0] != ours(x)[0, 0, 2, 2, 2]  # the zero border shows
+
+
+def test_conditional_patch_discriminator_judges_a_structure_with_its_code():
+    """The projection term: the same structure scores differently under two codes, a code is
+    required exactly when the critic is conditioned, and patch logits keep the PatchGAN shape."""
+    torch.manual_seed(0)
+    x = (torch.rand(2, 1, 16, 16, 16) > 0.5).float()
+    plain = PatchDiscriminator(3, (4, 8))
+    assert plain(x).shape == (2, 1, 4, 4, 4)
+    cond = PatchDiscriminator(3, (4, 8), cond_dim=5)
+    a, b = torch.randn(2, 5), torch.randn(2, 5)
+    assert cond(x, a).shape == (2, 1, 4, 4, 4)
+    assert not torch.allclose(cond(x, a), cond(x, b))
+    with pytest.raises(ValueError, match="code"):
+        cond(x)
+    with pytest.raises(ValueError, match="code"):
+        plain(x, a)

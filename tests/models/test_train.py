@@ -155,18 +155,21 @@ def test_shift_augmentation_rolls_each_sample_and_keeps_its_labels(toy2d):
     assert all(math.isfinite(h["train_loss"]) for h in hist)
 
 
-def test_adversarial_patch_loss_trains_its_critic_and_resumes_it(toy3d, tmp_path):
+@pytest.mark.parametrize("conditional", [False, True])
+def test_adversarial_patch_loss_trains_its_critic_and_resumes_it(toy3d, tmp_path, conditional):
     """adversarial > 0: the discriminator takes ``critic_steps`` steps per batch (its loss starts near
     the chance value 2 ln 2 of two logistic terms), the generator term is logged, and the critic's
     weights and optimizer travel in the training state so that a resumed run continues exactly
-    (the random views of the extra critic steps included)."""
+    (the random views of the extra critic steps included); a conditional critic reads the code."""
     with pytest.raises(ValueError, match="adversarial"):
         PVAEConfig(adversarial=-0.1)
     with pytest.raises(ValueError, match="critic_steps"):
         PVAEConfig(critic_steps=0)
     cfg = PVAEConfig(dims=3, input_size=16, channels=[4, 8], latent_dim=3, batch_size=6, epochs=2,
-                     num_threads=1, regressor_width=8, n_generate=4, adversarial=0.5, critic_steps=3)
+                     num_threads=1, regressor_width=8, n_generate=4, adversarial=0.5, critic_steps=3,
+                     critic_conditional=conditional)
     full = Trainer(cfg, toy3d)
+    assert (full.disc.embed is not None) == conditional
     w0 = [p.detach().clone() for p in full.disc.parameters()]
     steps = []
     full.d_optimizer.register_step_post_hook(lambda *a: steps.append(1))
@@ -187,7 +190,7 @@ def test_adversarial_patch_loss_trains_its_critic_and_resumes_it(toy3d, tmp_path
         assert full.history[1][k] == pytest.approx(resumed.history[1][k], rel=1e-6, abs=1e-9), k
     # an extra critic step sees the same structures under a symmetry of the cube: same porosity
     x = full.x_train[:4].float()
-    view = full._random_view(x)
+    (view,) = full._random_view(x)
     assert view.shape == x.shape and torch.equal(view.sum((1, 2, 3, 4)), x.sum((1, 2, 3, 4)))
     # the saved model is the pVAE alone: no critic weights in the checkpoint's model
     model = load_model(tmp_path / "part" / "last")[0]
