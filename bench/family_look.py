@@ -247,8 +247,8 @@ def critic_probe(checkpoint: str, dataset: str, steps: int = 600, lr: float = 1e
             with torch.no_grad():
                 real_ok = (disc(x[n_fit:]).flatten(1).mean(1) > 0).float().mean()
                 fake_ok = (disc(fake[n_fit:]).flatten(1).mean(1) < 0).float().mean()
-            out.append({"step": step, "held_out_accuracy": float((real_ok + fake_ok) / 2), "loss": float(loss)})
-            print(f"step {step}: critic loss {float(loss):.3f} (chance {2 * np.log(2):.3f}), "
+            out.append({"step": step, "held_out_accuracy": float((real_ok + fake_ok) / 2), "loss": loss.item()})
+            print(f"step {step}: critic loss {loss.item():.3f} (chance {2 * np.log(2):.3f}), "
                   f"held-out accuracy {out[-1]['held_out_accuracy']:.2f}", flush=True)
     return out
 
