@@ -34,7 +34,8 @@ def _session_processes(sid: int) -> list[int]:
 
 
 def trial_reports(experiment: Path) -> dict[str, list[dict]]:
-    """Trial id -> the results it reported in order (Tune's result.json, appended across restores)."""
+    """Trial id -> the results it reported in order (Tune's result.json: appended across restores from a
+    checkpoint, replaced when a trial restarts from scratch in a new driver)."""
     import json
 
     out = {}
