@@ -46,11 +46,13 @@ def trial_reports(experiment: Path) -> dict[str, list[dict]]:
     return out
 
 
-def check_kept_lineage(lines: list[dict], history, run) -> None:
+def check_kept_lineage(lines: list[dict], history, run, written_before: set[int] = frozenset(),
+                       done_before: bool = False) -> None:
     """A trial restored from a checkpoint continues at (that checkpoint's epoch + 1), never from
     scratch; MLflow holds each epoch once with the value of the kept lineage (the last report of the
     epoch; where an earlier report was already written, the re-run reproduced it: training resumes
-    exactly); ``repeated_epochs`` counts the epochs reported again (at least those result.json shows)."""
+    exactly); ``repeated_epochs`` counts the epochs reported again: at least those result.json shows
+    twice and those MLflow held before the resume (``written_before``) that the resumed driver ran again."""
     epochs_seen: list[int] = []
     for i, x in enumerate(lines):
         if i > 0 and x["iterations_since_restore"] == 1:  # first report after a restore
@@ -66,9 +68,15 @@ def check_kept_lineage(lines: list[dict], history, run) -> None:
     # kill (Tune's last synced state held no checkpoint of it) logs into a fresh local file that
     # replaces the storage copy, so the killed driver's lines of that trial can be gone; the callback
     # saw every report in both drivers. An unfinished trial had reported at most EPOCHS - 1 epochs.
-    repeats = len(epochs_seen) - len(set(epochs_seen))
+    restarts = [i for i, x in enumerate(lines) if i > 0 and x["iterations_since_restore"] == 1]
+    if restarts:  # restored from a checkpoint: the reports after the last restore are the resumed driver's
+        after = lines[restarts[-1]:]
+    else:  # restarted from scratch (its file replaced: every line is the resumed driver's), or never resumed
+        after = [] if done_before or not written_before else lines
+    again = written_before & {x["epoch"] for x in after}
+    repeats = max(len(epochs_seen) - len(set(epochs_seen)), len(again))
     tag = run.data.tags.get("repeated_epochs")
-    assert repeats <= (int(tag) if tag else 0) <= EPOCHS - 1, (tag, [y["epoch"] for y in lines])
+    assert repeats <= (int(tag) if tag else 0) <= EPOCHS - 1, (tag, repeats, [y["epoch"] for y in lines], written_before)
 
 
 @pytest.mark.usefixtures("clean_tracking_env")
@@ -111,6 +119,9 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tiny_dataset, 
             pass
     done_before = {r.data.tags["ray.trial_id"] for r in finished}
     assert len(done_before) < N_TRIALS
+    c, runs = _runs(uri, "killed")  # the epochs the killed driver wrote to MLflow
+    written_before = {r.data.tags["ray.trial_id"]: {m.step for m in c.get_metric_history(r.info.run_id, "val_loss")}
+                      for r in runs}
 
     experiment = tmp_path / "tune" / "killed"
     out = subprocess.run([sys.executable, "-m", "tuning", "resume", str(experiment)], cwd=tmp_path, env=env,
@@ -129,7 +140,7 @@ def test_killed_driver_resumes_without_losing_or_repeating_trials(tiny_dataset, 
         history = c.get_metric_history(r.info.run_id, "val_loss")
         steps = [m.step for m in history]
         assert sorted(steps) == list(range(1, EPOCHS + 1)), f"epochs repeated or missing: {sorted(steps)}"
-        check_kept_lineage(lines, history, r)
+        check_kept_lineage(lines, history, r, written_before.get(tid, set()), tid in done_before)
         restarts = [i for i, x in enumerate(lines) if i > 0 and x["iterations_since_restore"] == 1]
         if tid in done_before:  # finished before the kill: not trained again
             assert not restarts and len(lines) == EPOCHS
