@@ -63,6 +63,8 @@ class Trainer(EpochTrainer):
         self.dataset_hash = dataset_hash(self.dataset_dir)
         # symmetries of the square/cube that keep the property set closed (tensor columns permuted)
         self.group = symmetry_group(cfg.dims, list(cfg.properties)) if cfg.augment else []
+        # the critic's extra views (critic_steps > 1): the same symmetries, built once even without augment
+        self.views = self.group or (symmetry_group(cfg.dims, []) if cfg.adversarial > 0 and cfg.critic_steps > 1 else [])
         self.maps = [g.column_map(list(cfg.properties)) for g in self.group]
         orbit = self.train_set.targets
         if self.group:
@@ -188,8 +190,7 @@ class Trainer(EpochTrainer):
     def _random_view(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Batches (B, 1, *shape) under one random symmetry of the square/cube, the same for all (the
         critic's extra steps: the same structures seen anew, no labels involved)."""
-        group = self.group or symmetry_group(self.cfg.dims, [])
-        g = group[int(torch.randint(len(group), (1,), generator=self.aug_rng))]
+        g = self.views[int(torch.randint(len(self.views), (1,), generator=self.aug_rng))]
         return xs if g.is_identity() else tuple(g.apply_volume(x, batch_dims=2).contiguous() for x in xs)
 
     def _disc_step(self, real: torch.Tensor, fake: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
