@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from core.properties import diagonal_columns
 from data_pipeline.io import (K_COLUMNS, DataError, atomic_path, read_dataset_meta,
                               read_properties, read_volume, volume_path)
+from data_pipeline.morphology import LEARNABLE, learnable_descriptors
 
 SPLITS = ("train", "val", "test")
 
@@ -140,7 +141,9 @@ class VoxelDataset(Dataset):
     ----------
     root : dataset folder (README.md, "On-disk dataset")
     split : "train", "val", "test" or "all"
-    properties : property columns returned as targets; default porosity and the diagonal k
+    properties : property columns returned as targets; default porosity and the diagonal k. A
+        morphology descriptor of :data:`data_pipeline.morphology.LEARNABLE` that properties.csv
+        lacks is measured on the volumes of the split
     fractions, split_seed : the split (fixed per dataset so val/test never move)
     dataset_size, subset_seed : train on a seeded nested subset of the split (None = all)
     labelers : use only rows of these labelers (e.g. ["lbm"] to train a surrogate on solver labels
@@ -162,7 +165,8 @@ class VoxelDataset(Dataset):
             properties = ["porosity"] + diagonal_columns(self.dims)
         table = labeled_table(self.root, labelers=labelers, columns=properties,
                               exclude_labelers=exclude_labelers)
-        missing = [p for p in properties if p not in table.columns]
+        computed = [p for p in properties if p not in table.columns and p in LEARNABLE]
+        missing = [p for p in properties if p not in table.columns and p not in LEARNABLE]
         if missing:
             raise DataError(f"{self.root / 'properties.csv'}: no column(s) {missing}")
         self.properties = list(properties)
@@ -174,9 +178,13 @@ class VoxelDataset(Dataset):
         else:
             raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
         self.ids = subset_ids(ids, dataset_size, subset_seed)
-        table = table.set_index("sample_id").loc[self.ids]
-        self.targets = np.array(table[self.properties].to_numpy(np.float32), copy=True)  # (N, P), writable
+        table = table.set_index("sample_id").loc[self.ids].copy()
         self._volumes = _volume_cache(self.root, self.ids, self.shape) if self.ids else None
+        if computed:  # morphology descriptors that properties.csv does not store: measured on the volumes
+            values = learnable_descriptors(self.volumes(), computed) if self.ids else np.zeros((0, len(computed)))
+            for j, name in enumerate(computed):
+                table[name] = values[:, j]
+        self.targets = np.array(table[self.properties].to_numpy(np.float32), copy=True)  # (N, P), writable
 
     def __len__(self) -> int:
         return len(self.ids)

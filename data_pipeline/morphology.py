@@ -21,6 +21,9 @@ from data_pipeline.descriptors import (anisotropy, face_densities, local_thickne
 
 #: scalar descriptors written per structure (results.csv, MLflow), in this order
 SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density", "anisotropy")
+#: descriptors a model may learn as extra targets (``PVAEConfig.descriptors``): computed from the
+#: volume alone and unchanged by the symmetries of the square / cube (anisotropy is not)
+LEARNABLE = ("specific_surface", "chord_length", "euler_density")
 
 
 def chord_length(im: np.ndarray) -> float:
@@ -77,6 +80,18 @@ def morphology(im: np.ndarray, pore_size: bool = False) -> dict:
         lt = local_thickness(im)[im]
         out["pore_diameter"] = float(lt.mean()) if lt.size else 0.0
     return out
+
+
+def learnable_descriptors(vols, names) -> np.ndarray:
+    """Descriptors ``names`` (a subset of :data:`LEARNABLE`) of every structure: (N, *shape) bool
+    -> (N, len(names)) float64, specific surface in 1/voxel, chord length in voxels, Euler density
+    per voxel (the functions of :func:`morphology`). Raises ValueError for another name."""
+    fns = {"specific_surface": surface_from_faces, "chord_length": chord_length, "euler_density": euler_density}
+    bad = [n for n in names if n not in LEARNABLE]
+    if bad:
+        raise ValueError(f"not a learnable descriptor: {bad} (choose from {list(LEARNABLE)})")
+    return np.array([[fns[n](np.asarray(v, dtype=bool)) for n in names] for v in vols],
+                    dtype=np.float64).reshape(len(vols), len(names))
 
 
 def surface_from_faces(im: np.ndarray) -> float:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from core.properties import component_index
+from data_pipeline.morphology import LEARNABLE, learnable_descriptors
 from inverse.config import PROPERTY_MODELS
 from inverse.objective import LatentSpace, Objective
 from inverse.postprocess import binarize_clean
@@ -309,9 +310,15 @@ def solver_properties(names: list[str], ims: np.ndarray, components: list[str], 
 
 
 def _with_measured_porosity(raw: np.ndarray, names: list[str], ims: np.ndarray) -> np.ndarray:
+    """``raw`` (B, P) with porosity and the learned morphology descriptors (``PVAEConfig.descriptors``)
+    replaced by their values measured on the structures ``ims`` (B, *shape)."""
+    ims = np.asarray(ims, dtype=bool)
     if "porosity" in names:
         j = names.index("porosity")
-        raw[:, j] = np.asarray(ims, dtype=bool).reshape(len(raw), -1).mean(axis=1)
+        raw[:, j] = ims.reshape(len(raw), -1).mean(axis=1)
+    learned = [n for n in names if n in LEARNABLE]
+    if learned:
+        raw[:, [names.index(n) for n in learned]] = learnable_descriptors(ims, learned)
     return raw
 
 

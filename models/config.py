@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Check, FlatConfig, load_config_file, parse_override  # noqa: F401  (parse_override re-exported)
+from data_pipeline.morphology import LEARNABLE
 
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -109,7 +110,12 @@ class PVAEConfig(TrainingConfig):
         the global code: prior samples' Euler density 1.02-1.11x against 1.20-1.46x, but their
         porosity Wasserstein 0.025-0.032 against 0.018-0.019, two seeds, bench/RESULTS.md "The bench
         set rebuilt"), regressor_depth (hidden layers of the property MLP, 0 = linear),
-        regressor_width, properties (target columns of properties.csv).
+        regressor_width, properties (target columns of properties.csv), descriptors (morphology
+        descriptors of :data:`data_pipeline.morphology.LEARNABLE`, e.g. ``[specific_surface,
+        chord_length, euler_density]``, that the regressor also predicts from the global code:
+        appended to ``properties`` as extra targets, measured on the volumes where properties.csv
+        lacks them; they make the code carry the grain scale and connectivity that k depends on,
+        and are not design targets. Default none).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
         kl the KL of both latent levels per sample divided by the number of voxels, prop the MSE of
@@ -181,6 +187,7 @@ class PVAEConfig(TrainingConfig):
 
     # model (the shared fields are TrainingConfig's)
     properties: list[str] = field(default_factory=lambda: ["porosity", "k_xx", "k_yy", "k_zz"])
+    descriptors: list[str] = field(default_factory=list)
     latent_dim: int = 16
     spatial_channels: int = 4
     spatial_stage: int | None = 1
@@ -209,7 +216,14 @@ class PVAEConfig(TrainingConfig):
     predict_symmetries: bool = False
 
     def __post_init__(self) -> None:
+        # the descriptors are targets like the properties, after them (idempotent: a saved config has both)
+        self.properties = list(self.properties) + [d for d in self.descriptors if d not in self.properties]
         self.validate()
+
+    @property
+    def labels(self) -> list[str]:
+        """The properties that are labels of the dataset (porosity, k), not learned descriptors."""
+        return [p for p in self.properties if p not in self.descriptors]
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -222,6 +236,9 @@ class PVAEConfig(TrainingConfig):
             check.bad("regressor_depth", "must be >= 0")
         if not self.properties:
             check.bad("properties", "must name at least one property column")
+        bad = [d for d in self.descriptors if d not in LEARNABLE]
+        if bad:
+            check.bad("descriptors", f"{bad} cannot be learned; choose from {list(LEARNABLE)}")
         check.one_of("padding", ("circular", "zeros"))
         check.one_of("texture_prior", ("white", "spectral", "conditional"))
         check.at_least(("beta", "alpha", "gamma", "sharpness", "spatial_channels", "prior_components", "texture_bank",
@@ -281,7 +298,7 @@ def fit_to_dataset(data: dict, dataset_dir, source: str = "config") -> tuple[dic
             raise ValueError(f"{root / 'properties.csv'}: no porosity or permeability column to train on")
         data["properties"] = taken["properties"] = props
     else:
-        missing = [p for p in data["properties"] if p not in columns]
+        missing = [p for p in data["properties"] if p not in columns and p not in LEARNABLE]
         if missing:
             raise ValueError(f"{source}: properties {list(data['properties'])} name column(s) {missing} that "
                              f"{root / 'properties.csv'} ({dims}D) does not have; remove properties from the "

@@ -89,3 +89,16 @@ def test_cache_follows_a_volume_replaced_under_the_same_id(tmp_path):
     # the other volumes are unchanged
     others = [j for j in range(len(new)) if j != i]
     assert np.array_equal(new.volumes()[others], old.volumes()[others])
+
+
+def test_a_descriptor_target_is_measured_on_the_volumes_when_properties_csv_lacks_it(tmp_path):
+    from data_pipeline.morphology import chord_length, surface_from_faces
+
+    make_dataset(tmp_path)
+    ds = VoxelDataset(tmp_path, split="all", properties=["porosity", "specific_surface", "chord_length"])
+    assert ds.targets.shape == (9, 3)
+    for i, v in enumerate(ds.volumes()):
+        assert ds.targets[i, 1] == pytest.approx(surface_from_faces(v), rel=1e-6)
+        assert ds.targets[i, 2] == pytest.approx(chord_length(v), rel=1e-6)
+    with pytest.raises(DataError, match=r"properties.csv: no column\(s\) \['anisotropy'\]"):
+        VoxelDataset(tmp_path, split="all", properties=["porosity", "anisotropy"])

@@ -78,3 +78,23 @@ def test_set_comparison():
     ref = mo.morphology(a[1])
     own = mo.compare_to(a[1], ref)
     assert own["specific_surface_ratio"] == pytest.approx(1.0) and own["s2_distance"] == 0.0
+
+
+def test_learnable_descriptors_are_the_morphology_values_and_unchanged_by_symmetries():
+    """The targets a pVAE may learn (PVAEConfig.descriptors): the same numbers as morphology(), the
+    same for a transposed / mirrored structure (the training augmentation), and only these names."""
+    rng = np.random.default_rng(3)
+    vols = rng.random((3, 12, 12, 12)) < 0.6
+    names = list(mo.LEARNABLE)
+    d = mo.learnable_descriptors(vols, names)
+    assert d.shape == (3, 3)
+    for v, row in zip(vols, d):
+        m = mo.morphology(v)
+        assert row == pytest.approx([m[n] for n in names], rel=1e-12)
+    moved = np.flip(np.transpose(vols, (0, 2, 3, 1)), axis=1)  # a rotation-reflection of each cube
+    assert mo.learnable_descriptors(moved, names) == pytest.approx(d, rel=1e-12)
+    slab = np.zeros((1, 16, 16, 16), bool)
+    slab[0, :, :, 4:10] = True
+    assert mo.learnable_descriptors(slab, ["chord_length"])[0, 0] == pytest.approx((256 * 6 + 2 * 96 * 16) / (256 + 2 * 96))
+    with pytest.raises(ValueError, match=r"not a learnable descriptor: \['anisotropy'\]"):
+        mo.learnable_descriptors(vols, ["anisotropy"])

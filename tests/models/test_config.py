@@ -1,4 +1,5 @@
 """PVAEConfig: flat, serializable, unknown keys fail at once."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -101,3 +102,18 @@ def test_train_config_takes_dims_size_and_properties_from_the_dataset(tmp_path):
 def test_select_metric_is_checked():
     with pytest.raises(ValueError, match="select_metric"):
         PVAEConfig(select_metric="train_loss")
+
+
+def test_descriptors_follow_the_properties_once_and_unknown_ones_are_named(tmp_path):
+    from models.config import fit_to_dataset
+
+    cfg = PVAEConfig(properties=["porosity", "k_xx"], descriptors=["specific_surface", "euler_density"])
+    assert cfg.properties == ["porosity", "k_xx", "specific_surface", "euler_density"]
+    assert cfg.labels == ["porosity", "k_xx"]
+    again = PVAEConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))  # as a checkpoint stores it
+    assert again.properties == cfg.properties and again.descriptors == cfg.descriptors
+    with pytest.raises(ValueError, match=r"descriptors.*\['anisotropy'\] cannot be learned"):
+        PVAEConfig(descriptors=["anisotropy"])
+    ds = _dataset_2d(tmp_path / "ds")  # no descriptor column: a descriptor is measured, not read
+    data, _ = fit_to_dataset({"properties": ["porosity", "k_xx", "chord_length"]}, ds)
+    assert data["properties"] == ["porosity", "k_xx", "chord_length"]
