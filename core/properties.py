@@ -38,21 +38,3 @@ def component_name(i: int, j: int) -> str:
 def diagonal_columns(dims: int) -> list[str]:
     """The diagonal components of a ``dims``-dimensional dataset: k_xx, k_yy(, k_zz)."""
     return [c for c in K_COLUMNS[int(dims)] if is_diagonal(c)]
-
-
-#: morphology descriptors with one value per tensor axis, stored as ``<name>_x, <name>_y[, <name>_z]``
-#: (a length along the axis: a symmetry of the box permutes them as it permutes the diagonal of k)
-AXIS_DESCRIPTORS = ("critical_radius",)
-
-
-def axis_columns(name: str, dims: int) -> list[str]:
-    """The per-axis columns of an axis descriptor: ``critical_radius_x, critical_radius_y(, _z)``."""
-    return [f"{name}_{a}" for a in AXES[: int(dims)]]
-
-
-def axis_column(name: str) -> tuple[str, int] | None:
-    """(descriptor, tensor axis index) of a per-axis column such as ``critical_radius_y``; None otherwise."""
-    if not isinstance(name, str) or len(name) < 3 or name[-2] != "_" or name[-1] not in AXES:
-        return None
-    base = name[:-2]
-    return (base, AXES.index(name[-1])) if base in AXIS_DESCRIPTORS else None

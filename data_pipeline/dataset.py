@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from core.properties import diagonal_columns
 from data_pipeline.io import (K_COLUMNS, DataError, atomic_path, read_dataset_meta,
                               read_properties, read_volume, volume_path)
-from data_pipeline.morphology import is_descriptor_column, learnable_descriptors
+from data_pipeline.morphology import LEARNABLE, learnable_descriptors
 
 SPLITS = ("train", "val", "test")
 
@@ -111,28 +111,12 @@ def _file_stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def _volumes_key(root: Path, ids: list[str], shape: tuple[int, ...], *extra) -> str:
-    """Cache key of the volumes of ``ids`` as they are on disk (and of ``extra``, e.g. column names)."""
-    stamps = [_file_stamp(volume_path(root, sid)) for sid in ids]
-    return hashlib.sha256(json.dumps([ids, list(shape), stamps, *extra]).encode()).hexdigest()[:16]
-
-
-def _descriptor_cache(root: Path, ids: list[str], shape: tuple[int, ...], columns: list[str], volumes) -> np.ndarray:
-    """(N, C) float64 descriptor columns of the volumes of ``ids`` (measured once, then read back)."""
-    path = root / "cache" / f"descriptors-{_volumes_key(root, ids, shape, columns)}.npy"
-    if path.is_file():
-        return np.load(path)
-    values = learnable_descriptors(volumes, columns)  # (N, C)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, values)
-    return values
-
-
 def _volume_cache(root: Path, ids: list[str], shape: tuple[int, ...]) -> np.memmap:
     """uint8 memmap (N, *shape) of the volumes of ``ids``, built once and reused."""
     cache_dir = root / "cache"
-    path = cache_dir / f"volumes-{_volumes_key(root, ids, shape)}.npy"
+    key = hashlib.sha256(json.dumps([ids, list(shape), [_file_stamp(volume_path(root, sid)) for sid in ids]])
+                         .encode()).hexdigest()[:16]
+    path = cache_dir / f"volumes-{key}.npy"
     full = (len(ids), *shape)
     if not path.is_file():
         with atomic_path(path) as tmp:
@@ -158,8 +142,8 @@ class VoxelDataset(Dataset):
     root : dataset folder (README.md, "On-disk dataset")
     split : "train", "val", "test" or "all"
     properties : property columns returned as targets; default porosity and the diagonal k. A
-        morphology descriptor column (:func:`data_pipeline.morphology.descriptor_columns`) that
-        properties.csv lacks is measured on the volumes of the split (cached in ``cache/``)
+        morphology descriptor of :data:`data_pipeline.morphology.LEARNABLE` that properties.csv
+        lacks is measured on the volumes of the split
     fractions, split_seed : the split (fixed per dataset so val/test never move)
     dataset_size, subset_seed : train on a seeded nested subset of the split (None = all)
     labelers : use only rows of these labelers (e.g. ["lbm"] to train a surrogate on solver labels
@@ -181,8 +165,8 @@ class VoxelDataset(Dataset):
             properties = ["porosity"] + diagonal_columns(self.dims)
         table = labeled_table(self.root, labelers=labelers, columns=properties,
                               exclude_labelers=exclude_labelers)
-        computed = [p for p in properties if p not in table.columns and is_descriptor_column(p)]
-        missing = [p for p in properties if p not in table.columns and p not in computed]
+        computed = [p for p in properties if p not in table.columns and p in LEARNABLE]
+        missing = [p for p in properties if p not in table.columns and p not in LEARNABLE]
         if missing:
             raise DataError(f"{self.root / 'properties.csv'}: no column(s) {missing}")
         self.properties = list(properties)
@@ -197,8 +181,7 @@ class VoxelDataset(Dataset):
         table = table.set_index("sample_id").loc[self.ids].copy()
         self._volumes = _volume_cache(self.root, self.ids, self.shape) if self.ids else None
         if computed:  # morphology descriptors that properties.csv does not store: measured on the volumes
-            values = (_descriptor_cache(self.root, self.ids, self.shape, computed, self.volumes()) if self.ids
-                      else np.zeros((0, len(computed))))
+            values = learnable_descriptors(self.volumes(), computed) if self.ids else np.zeros((0, len(computed)))
             for j, name in enumerate(computed):
                 table[name] = values[:, j]
         self.targets = np.array(table[self.properties].to_numpy(np.float32), copy=True)  # (N, P), writable

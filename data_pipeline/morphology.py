@@ -21,10 +21,9 @@ from data_pipeline.descriptors import (anisotropy, face_densities, local_thickne
 
 #: scalar descriptors written per structure (results.csv, MLflow), in this order
 SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density", "anisotropy")
-#: descriptors a model may learn as extra targets (``PVAEConfig.descriptors``), computed from the
-#: volume alone: scalars unchanged by the symmetries of the square / cube (anisotropy is not), and
-#: the critical radius, one column per axis (``critical_radius_x``, ...) that the symmetries permute
-LEARNABLE = ("specific_surface", "chord_length", "euler_density", "critical_radius")
+#: descriptors a model may learn as extra targets (``PVAEConfig.descriptors``): computed from the
+#: volume alone and unchanged by the symmetries of the square / cube (anisotropy is not)
+LEARNABLE = ("specific_surface", "chord_length", "euler_density")
 
 
 def chord_length(im: np.ndarray) -> float:
@@ -83,97 +82,16 @@ def morphology(im: np.ndarray, pore_size: bool = False) -> dict:
     return out
 
 
-def critical_radius(im: np.ndarray) -> np.ndarray:
-    """Critical pore radius along each axis (voxels): the largest r such that the pore voxels at a
-    distance >= r from the solid still connect the periodic box along that axis (the radius of the
-    largest sphere / disc that can travel through the structure; the length of Katz & Thompson's
-    permeability k ~ l_c^2, 1986).
-
-    Distances are Euclidean between voxel centres, periodic (:func:`scipy.ndimage.distance_transform_edt`
-    of the wrapped box), so a pore voxel next to the solid is at 1 and r = 1 keeps the whole pore
-    space: the critical radius is 0 exactly along the axes where the pore space does not percolate
-    (the solver's test, :func:`data_pipeline.lbm.topology.active_pore_space`, k = 0 there).
-
-    Parameters
-    ----------
-    im : (Y, X) or (Z, Y, X) bool, True = pore
-
-    Returns
-    -------
-    (D,) float64 in tensor axis order (x, y[, z]); an all-pore box gives half its smallest edge
-    """
-    from scipy import ndimage
-
-    from data_pipeline.lbm.topology import active_pore_space
-
-    im = np.asarray(im, dtype=bool)
-    D = im.ndim
-    if not im.any():
-        return np.zeros(D)
-    if im.all():
-        return np.full(D, min(im.shape) / 2.0)
-    for pad in (max(im.shape) // 2, max(im.shape)):  # the wrapped margin must exceed every distance
-        dist = ndimage.distance_transform_edt(np.pad(im, pad, mode="wrap"))
-        dist = dist[(slice(pad, -pad),) * D]
-        if dist.max() < pad:
-            break
-    radii = np.unique(dist[im])  # ascending, radii[0] = 1
-    flags: dict[int, np.ndarray] = {}
-
-    def percolating(i: int) -> np.ndarray:  # (D,) x, y[, z]: does {dist >= radii[i]} wind along each axis
-        if i not in flags:
-            flags[i] = active_pore_space(dist >= radii[i])[1]
-        return flags[i]
-
-    out = np.zeros(D)
-    for axis in range(D):  # percolation only gets lost as r grows: bisection per axis, shared solves
-        lo, hi = -1, len(radii)  # radii[lo] percolates (lo = -1: none does), radii[hi] does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if percolating(mid)[axis] else (lo, mid)
-        out[axis] = radii[lo] if lo >= 0 else 0.0
-    return out
-
-
-def descriptor_columns(names, dims: int) -> list[str]:
-    """Columns of the descriptors ``names`` (from :data:`LEARNABLE`) for ``dims``-dimensional data:
-    a scalar is its own column, ``critical_radius`` one column per axis. ValueError for another name."""
-    from core.properties import AXIS_DESCRIPTORS, axis_columns
-
+def learnable_descriptors(vols, names) -> np.ndarray:
+    """Descriptors ``names`` (a subset of :data:`LEARNABLE`) of every structure: (N, *shape) bool
+    -> (N, len(names)) float64, specific surface in 1/voxel, chord length in voxels, Euler density
+    per voxel (the functions of :func:`morphology`). Raises ValueError for another name."""
+    fns = {"specific_surface": surface_from_faces, "chord_length": chord_length, "euler_density": euler_density}
     bad = [n for n in names if n not in LEARNABLE]
     if bad:
         raise ValueError(f"not a learnable descriptor: {bad} (choose from {list(LEARNABLE)})")
-    return [c for n in names for c in (axis_columns(n, dims) if n in AXIS_DESCRIPTORS else [n])]
-
-
-def is_descriptor_column(name: str) -> bool:
-    """A column that :func:`learnable_descriptors` can measure (``specific_surface``, ``critical_radius_x``, ...)."""
-    from core.properties import AXIS_DESCRIPTORS, axis_column
-
-    axis = axis_column(name)
-    if axis is not None:
-        return axis[0] in LEARNABLE
-    return name in LEARNABLE and name not in AXIS_DESCRIPTORS
-
-
-def learnable_descriptors(vols, columns) -> np.ndarray:
-    """Descriptor columns (:func:`descriptor_columns`) of every structure: (N, *shape) bool ->
-    (N, len(columns)) float64; specific surface in 1/voxel, chord length in voxels, Euler density
-    per voxel (the functions of :func:`morphology`), critical radius in voxels
-    (:func:`critical_radius`). Raises ValueError naming a column that is not one."""
-    from core.properties import axis_column
-
-    fns = {"specific_surface": surface_from_faces, "chord_length": chord_length, "euler_density": euler_density}
-    bad = [c for c in columns if not is_descriptor_column(c)]
-    if bad:
-        raise ValueError(f"not a learnable descriptor: {bad} (choose from {list(LEARNABLE)}; "
-                         f"critical_radius as critical_radius_x, _y, _z)")
-    rows = []
-    for v in vols:
-        v = np.asarray(v, dtype=bool)
-        rc = critical_radius(v) if any(axis_column(c) for c in columns) else None
-        rows.append([rc[axis_column(c)[1]] if axis_column(c) else fns[c](v) for c in columns])
-    return np.array(rows, dtype=np.float64).reshape(len(vols), len(columns))
+    return np.array([[fns[n](np.asarray(v, dtype=bool)) for n in names] for v in vols],
+                    dtype=np.float64).reshape(len(vols), len(names))
 
 
 def surface_from_faces(im: np.ndarray) -> float:

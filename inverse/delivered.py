@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from core.properties import component_index
-from data_pipeline.morphology import is_descriptor_column, learnable_descriptors
+from data_pipeline.morphology import LEARNABLE, learnable_descriptors
 from inverse.config import PROPERTY_MODELS
 from inverse.objective import LatentSpace, Objective
 from inverse.postprocess import binarize_clean
@@ -316,7 +316,7 @@ def _with_measured_porosity(raw: np.ndarray, names: list[str], ims: np.ndarray) 
     if "porosity" in names:
         j = names.index("porosity")
         raw[:, j] = ims.reshape(len(raw), -1).mean(axis=1)
-    learned = [n for n in names if is_descriptor_column(n)]
+    learned = [n for n in names if n in LEARNABLE]
     if learned:
         raw[:, [names.index(n) for n in learned]] = learnable_descriptors(ims, learned)
     return raw

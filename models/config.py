@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Check, FlatConfig, load_config_file, parse_override  # noqa: F401  (parse_override re-exported)
-from data_pipeline.morphology import LEARNABLE, descriptor_columns, is_descriptor_column
+from data_pipeline.morphology import LEARNABLE
 
 NORMS = ("batch", "group", "none")
 SCHEDULERS = ("cosine", "plateau", "none")
@@ -112,12 +112,10 @@ class PVAEConfig(TrainingConfig):
         set rebuilt"), regressor_depth (hidden layers of the property MLP, 0 = linear),
         regressor_width, properties (target columns of properties.csv), descriptors (morphology
         descriptors of :data:`data_pipeline.morphology.LEARNABLE`, e.g. ``[specific_surface,
-        chord_length, euler_density, critical_radius]``, that the regressor also predicts from the
-        global code: their columns (``critical_radius`` one per axis, ``critical_radius_x``, ...,
-        permuted by the augmentation like the diagonal of k) are appended to ``properties`` as
-        extra targets, measured on the volumes where properties.csv lacks them; they make the code
-        carry the grain scale, connectivity and throat size that k depends on, and are not design
-        targets. Default none).
+        chord_length, euler_density]``, that the regressor also predicts from the global code:
+        appended to ``properties`` as extra targets, measured on the volumes where properties.csv
+        lacks them; they make the code carry the grain scale and connectivity that k depends on,
+        and are not design targets. Default none).
     Loss (all terms per voxel and per sample, so their size depends on neither batch nor volume size)
         loss = recon + beta_eff * kl + alpha * prop + gamma * morph, with recon the mean BCE per voxel,
         kl the KL of both latent levels per sample divided by the number of voxels, prop the MSE of
@@ -218,17 +216,14 @@ class PVAEConfig(TrainingConfig):
     predict_symmetries: bool = False
 
     def __post_init__(self) -> None:
-        # the descriptors' columns are targets like the properties, after them (idempotent: a saved
-        # config has both); an unknown name is reported by validate()
-        known = [d for d in self.descriptors if d in LEARNABLE]
-        self.properties = list(self.properties) + [c for c in descriptor_columns(known, self.dims)
-                                                   if c not in self.properties]
+        # the descriptors are targets like the properties, after them (idempotent: a saved config has both)
+        self.properties = list(self.properties) + [d for d in self.descriptors if d not in self.properties]
         self.validate()
 
     @property
     def labels(self) -> list[str]:
-        """The properties that are labels of the dataset (porosity, k), not learned descriptor columns."""
-        return [p for p in self.properties if not is_descriptor_column(p)]
+        """The properties that are labels of the dataset (porosity, k), not learned descriptors."""
+        return [p for p in self.properties if p not in self.descriptors]
 
     def validate(self) -> None:
         """Raise ValueError naming the field when a value is out of range."""
@@ -303,7 +298,7 @@ def fit_to_dataset(data: dict, dataset_dir, source: str = "config") -> tuple[dic
             raise ValueError(f"{root / 'properties.csv'}: no porosity or permeability column to train on")
         data["properties"] = taken["properties"] = props
     else:
-        missing = [p for p in data["properties"] if p not in columns and not is_descriptor_column(p)]
+        missing = [p for p in data["properties"] if p not in columns and p not in LEARNABLE]
         if missing:
             raise ValueError(f"{source}: properties {list(data['properties'])} name column(s) {missing} that "
                              f"{root / 'properties.csv'} ({dims}D) does not have; remove properties from the "

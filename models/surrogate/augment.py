@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.properties import AXES, axis_column, component_index
+from core.properties import AXES, component_index
 from core.properties import component_name as tensor_column
 from core.properties import is_k_component as is_tensor_column
 
@@ -104,13 +104,6 @@ class Symmetry:
         src = np.arange(len(names))
         sign = np.ones(len(names))
         for j, name in enumerate(names):
-            axis = axis_column(name)
-            if axis is not None:  # a length along tensor axis a (critical_radius_x, ...): permuted, never signed
-                source = f"{axis[0]}_{AXES[self.perm[axis[1]]]}"
-                if source not in index:
-                    raise ValueError(f"symmetry {self} maps {name} from {source}, which is not a target column")
-                src[j] = index[source]
-                continue
             if not is_tensor_column(name):
                 continue  # porosity and other scalars are invariant
             a, b = component_index(name)

@@ -85,7 +85,7 @@ def test_learnable_descriptors_are_the_morphology_values_and_unchanged_by_symmet
     same for a transposed / mirrored structure (the training augmentation), and only these names."""
     rng = np.random.default_rng(3)
     vols = rng.random((3, 12, 12, 12)) < 0.6
-    names = ["specific_surface", "chord_length", "euler_density"]
+    names = list(mo.LEARNABLE)
     d = mo.learnable_descriptors(vols, names)
     assert d.shape == (3, 3)
     for v, row in zip(vols, d):
@@ -98,27 +98,3 @@ def test_learnable_descriptors_are_the_morphology_values_and_unchanged_by_symmet
     assert mo.learnable_descriptors(slab, ["chord_length"])[0, 0] == pytest.approx((256 * 6 + 2 * 96 * 16) / (256 + 2 * 96))
     with pytest.raises(ValueError, match=r"not a learnable descriptor: \['anisotropy'\]"):
         mo.learnable_descriptors(vols, ["anisotropy"])
-    assert mo.descriptor_columns(["chord_length", "critical_radius"], 2) == [
-        "chord_length", "critical_radius_x", "critical_radius_y"]
-
-
-def test_critical_radius_of_a_channel_a_tube_and_a_closed_pore():
-    """The largest distance from the solid at which the pore space still connects the periodic box
-    along an axis: the channel's half width along it, 0 across it and wherever k = 0."""
-    from data_pipeline.lbm.topology import active_pore_space
-
-    im = np.zeros((16, 20), bool)
-    im[3:8] = True  # a channel 5 rows wide along x: distances 1, 2, 3, 2, 1 to the solid
-    assert mo.critical_radius(im) == pytest.approx([3.0, 0.0])
-    assert mo.critical_radius(im.T) == pytest.approx([0.0, 3.0])  # transposed: the axes swap
-    z, y, x = np.indices((16, 16, 16)) - 7.5
-    tube = np.hypot(x, y) <= 4.0  # a tube of radius 4 along z (array axis 0)
-    rc = mo.critical_radius(tube)
-    assert rc[0] == 0 and rc[1] == 0 and 3.5 <= rc[2] <= 4.5
-    ball = x ** 2 + y ** 2 + z ** 2 <= 5 ** 2  # a closed pore: nothing percolates, k = 0
-    assert mo.critical_radius(ball) == pytest.approx([0, 0, 0])
-    rng = np.random.default_rng(1)
-    for _ in range(5):  # > 0 exactly where the solver's percolation test says k > 0
-        v = rng.random((12, 12, 12)) < 0.35
-        assert np.array_equal(mo.critical_radius(v) > 0, active_pore_space(v)[1])
-    assert mo.learnable_descriptors(im[None], ["critical_radius_y", "critical_radius_x"])[0] == pytest.approx([0.0, 3.0])

@@ -112,9 +112,6 @@ def test_descriptors_follow_the_properties_once_and_unknown_ones_are_named(tmp_p
     assert cfg.labels == ["porosity", "k_xx"]
     again = PVAEConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))  # as a checkpoint stores it
     assert again.properties == cfg.properties and again.descriptors == cfg.descriptors
-    in2d = PVAEConfig(dims=2, properties=["porosity"], descriptors=["critical_radius", "chord_length"])
-    assert in2d.properties == ["porosity", "critical_radius_x", "critical_radius_y", "chord_length"]
-    assert in2d.labels == ["porosity"]
     with pytest.raises(ValueError, match=r"descriptors.*\['anisotropy'\] cannot be learned"):
         PVAEConfig(descriptors=["anisotropy"])
     ds = _dataset_2d(tmp_path / "ds")  # no descriptor column: a descriptor is measured, not read

@@ -178,26 +178,3 @@ def test_augmenter_with_shifts_only_rolls_and_keeps_the_targets():
     for a in xa:
         iy, ix = torch.nonzero(a[0]).T
         assert len(set(iy.tolist())) == 1 and a.sum() == 3  # the same segment, moved, not rotated
-
-
-@pytest.mark.parametrize("dims", [2, 3])
-def test_critical_radius_columns_follow_every_symmetry_of_the_volume(dims):
-    """Per-axis descriptor columns (critical_radius_x, ...) are permuted with the axes like k_ii, never
-    signed: measured on the mapped volume they equal the mapped columns, for every symmetry."""
-    from data_pipeline.morphology import critical_radius, descriptor_columns
-
-    im = np.zeros((12,) * dims, bool)
-    im[..., 2:9] = True  # a slab 7 voxels wide across x: open along the other axes only
-    idx = np.indices(im.shape)
-    im |= (idx[-2] >= 4) & (idx[-2] < 7)  # plus a 3-voxel channel along x: radius 2 along x
-    names = ["porosity", "k_xx"] + [f"k_{a}{a}" for a in "yz"[: dims - 1]] + descriptor_columns(["critical_radius"], dims)
-    rc = critical_radius(im)
-    assert len(set(rc.round(6))) > 1  # really anisotropic, else the test is empty
-    y = np.concatenate([[0.5], np.ones(dims), rc])[None]
-    groups = symmetry_group(dims, names)
-    assert len(groups) == len(all_symmetries(dims))
-    for g in groups:
-        got = critical_radius(np.ascontiguousarray(g.apply_volume(im)))
-        np.testing.assert_allclose(got, g.apply_columns(y, names)[0, 1 + dims:], rtol=1e-12)
-    with pytest.raises(ValueError, match="critical_radius_y, which is not a target column"):
-        next(g for g in all_symmetries(dims) if g.perm[0] == 1).column_map(["critical_radius_x"])
