@@ -244,7 +244,7 @@ def reencode_properties(model, norm, ims: np.ndarray) -> np.ndarray:
     x = torch.as_tensor(np.asarray(ims, dtype=np.float32), device=p.device).unsqueeze(1).to(p.dtype)  # (B, 1, *shape)
     mu, _ = model.encode(x)  # (B, L)
     raw = norm.inverse(model.predict_properties(mu).float().cpu().numpy())  # (B, P)
-    return _with_measured_porosity(raw, norm.names, ims)
+    return _with_measured(raw, norm.names, ims)
 
 
 def surrogate_properties(surrogate, names: list[str], ims: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -259,7 +259,7 @@ def surrogate_properties(surrogate, names: list[str], ims: np.ndarray, fallback:
         for j, n in enumerate(names):
             if n != "porosity" and n in r:
                 raw[i, j] = r[n]
-    return _with_measured_porosity(raw, names, ims)
+    return _with_measured(raw, names, ims)
 
 
 def solver_axes(components: list[str]) -> list[int]:
@@ -306,10 +306,10 @@ def solver_properties(names: list[str], ims: np.ndarray, components: list[str], 
                 if c in names:
                     v = vals[c]
                     raw[i, names.index(c)] = v if np.isfinite(v) else 0.0
-    return _with_measured_porosity(raw, names, ims), errors
+    return _with_measured(raw, names, ims), errors
 
 
-def _with_measured_porosity(raw: np.ndarray, names: list[str], ims: np.ndarray) -> np.ndarray:
+def _with_measured(raw: np.ndarray, names: list[str], ims: np.ndarray) -> np.ndarray:
     """``raw`` (B, P) with porosity and the learned morphology descriptors (``PVAEConfig.descriptors``)
     replaced by their values measured on the structures ``ims`` (B, *shape)."""
     ims = np.asarray(ims, dtype=bool)

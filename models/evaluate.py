@@ -199,7 +199,8 @@ def evaluate(model, cfg, norm: Normalizer, dataset_dir, split: str = "test", out
     metrics["r2_mean"] = float(np.nanmean([r2[p] for p in cfg.labels]))
 
     # generation: decoded prior samples vs the training subset the model saw
-    train = VoxelDataset(dataset_dir, "train", cfg.properties, fractions=fractions, split_seed=cfg.split_seed,
+    # its volumes only: the labels, so that no descriptor of cfg.descriptors is measured again here
+    train = VoxelDataset(dataset_dir, "train", cfg.labels, fractions=fractions, split_seed=cfg.split_seed,
                          dataset_size=cfg.dataset_size, subset_seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     pick = np.sort(rng.choice(len(train), size=min(train_samples, len(train)), replace=False))

@@ -73,14 +73,14 @@ def test_a_bounded_delivery_does_not_end_above_its_porosity_goal():
 
 def test_porosity_and_learned_descriptors_of_a_delivered_structure_are_measured_not_predicted():
     from data_pipeline.morphology import chord_length, surface_from_faces
-    from inverse.delivered import _with_measured_porosity
+    from inverse.delivered import _with_measured
 
     ims = np.zeros((2, 8, 8, 8), bool)
     ims[0, :, :, 2:6] = True  # a slab of pore, porosity 0.5
     ims[1, :2] = True  # a thinner one, porosity 0.25
     names = ["porosity", "k_xx", "specific_surface", "chord_length"]
     raw = np.full((2, 4), 7.0)  # what a regressor said
-    out = _with_measured_porosity(raw.copy(), names, ims)
+    out = _with_measured(raw.copy(), names, ims)
     assert out[:, 0] == pytest.approx([0.5, 0.25])
     assert out[:, 1] == pytest.approx([7.0, 7.0])  # k stays the estimate's
     assert out[:, 2] == pytest.approx([surface_from_faces(v) for v in ims])
