@@ -21,9 +21,6 @@ from data_pipeline.descriptors import (anisotropy, face_densities, local_thickne
 
 #: scalar descriptors written per structure (results.csv, MLflow), in this order
 SCALARS = ("porosity", "specific_surface", "chord_length", "euler_density", "anisotropy")
-#: descriptors a model may learn as extra targets (``PVAEConfig.descriptors``): computed from the
-#: volume alone and unchanged by the symmetries of the square / cube (anisotropy is not)
-LEARNABLE = ("specific_surface", "chord_length", "euler_density")
 
 
 def chord_length(im: np.ndarray) -> float:
@@ -73,25 +70,12 @@ def morphology(im: np.ndarray, pore_size: bool = False) -> dict:
     (1/voxel), anisotropy (-), ``s2`` (R,) and, when asked, pore_diameter (voxels)
     """
     im = np.asarray(im, dtype=bool)
-    out = {"porosity": porosity(im), "specific_surface": surface_from_faces(im),
-           "chord_length": chord_length(im), "euler_density": euler_density(im),
+    out = {"porosity": porosity(im), **{name: fn(im) for name, fn in _LEARNABLE_FNS.items()},
            "anisotropy": anisotropy(im), "s2": s2_curve(im)}
     if pore_size:
         lt = local_thickness(im)[im]
         out["pore_diameter"] = float(lt.mean()) if lt.size else 0.0
     return out
-
-
-def learnable_descriptors(vols, names) -> np.ndarray:
-    """Descriptors ``names`` (a subset of :data:`LEARNABLE`) of every structure: (N, *shape) bool
-    -> (N, len(names)) float64, specific surface in 1/voxel, chord length in voxels, Euler density
-    per voxel (the functions of :func:`morphology`). Raises ValueError for another name."""
-    fns = {"specific_surface": surface_from_faces, "chord_length": chord_length, "euler_density": euler_density}
-    bad = [n for n in names if n not in LEARNABLE]
-    if bad:
-        raise ValueError(f"not a learnable descriptor: {bad} (choose from {list(LEARNABLE)})")
-    return np.array([[fns[n](np.asarray(v, dtype=bool)) for n in names] for v in vols],
-                    dtype=np.float64).reshape(len(vols), len(names))
 
 
 def surface_from_faces(im: np.ndarray) -> float:
@@ -104,6 +88,24 @@ def surface_from_faces(im: np.ndarray) -> float:
     texture scale need one estimator that sees both. Axis-aligned planes read 1/1.5 of their area."""
     im = np.asarray(im, dtype=bool)
     return specific_surface(im, method="faces") / (1.5 if im.ndim == 3 else 4 / np.pi)
+
+
+#: how each learnable descriptor is measured (also by :func:`morphology`)
+_LEARNABLE_FNS = {"specific_surface": surface_from_faces, "chord_length": chord_length, "euler_density": euler_density}
+#: descriptors a model may learn as extra targets (``PVAEConfig.descriptors``): computed from the
+#: volume alone and unchanged by the symmetries of the square / cube (anisotropy is not)
+LEARNABLE = tuple(_LEARNABLE_FNS)
+
+
+def learnable_descriptors(vols, names) -> np.ndarray:
+    """Descriptors ``names`` (a subset of :data:`LEARNABLE`) of every structure: (N, *shape) bool
+    -> (N, len(names)) float64, specific surface in 1/voxel, chord length in voxels, Euler density
+    per voxel (the functions of :func:`morphology`). Raises ValueError for another name."""
+    bad = [n for n in names if n not in LEARNABLE]
+    if bad:
+        raise ValueError(f"not a learnable descriptor: {bad} (choose from {list(LEARNABLE)})")
+    return np.array([[_LEARNABLE_FNS[n](np.asarray(v, dtype=bool)) for n in names] for v in vols],
+                    dtype=np.float64).reshape(len(vols), len(names))
 
 
 def s2_distance(s2_a: np.ndarray, s2_b: np.ndarray) -> float:
