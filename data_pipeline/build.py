@@ -57,7 +57,9 @@ from data_pipeline.io import (DATASET_YAML, K_COLUMNS, VOLUMES_DIR, DataError, a
 SAMPLES_CSV = "samples.csv"
 LABELS = MODES  # ("lbm", "surrogate", "mixed", "none")
 #: Fields whose change makes an existing output folder a different dataset (n_samples may grow).
-_IDENTITY = ("dims", "size", "seed", "generators", "source")
+_IDENTITY = ("dims", "size", "seed", "generators", "source")  # what makes the volumes of a synthetic build
+_IDENTITY_SOURCE = ("source",)  # ... of a build from imported volumes (the synthesis fields play no part)
+_SYNTHESIS = ("dims", "size", "n_samples", "seed", "generators")  # left out of a source build's recorded config
 
 
 @dataclass
@@ -239,8 +241,9 @@ def _solver_kwargs(cfg: BuildConfig) -> dict:
 # the build
 # ---------------------------------------------------------------------------------------------
 def _identity(cfg: BuildConfig) -> dict:
+    """The config fields that decide which volumes a dataset folder holds (a rerun must agree)."""
     d = dataclasses.asdict(cfg)
-    return {k: d[k] for k in _IDENTITY}
+    return {k: d[k] for k in (_IDENTITY if cfg.source is None else _IDENTITY_SOURCE)}
 
 
 def _prepare_meta(cfg: BuildConfig, out: Path, dims: int, shape: list[int], source_meta: dict | None) -> dict:
@@ -249,8 +252,8 @@ def _prepare_meta(cfg: BuildConfig, out: Path, dims: int, shape: list[int], sour
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
         old_ident = (old.get("build") or {}).get("identity")
-        if old_ident is not None and old_ident != ident:
-            diff = sorted(k for k in ident if ident[k] != old_ident.get(k))
+        diff = sorted(k for k in ident if old_ident is not None and ident[k] != old_ident.get(k))
+        if diff:  # only the fields this build is identified by (an older dataset.yaml may hold more)
             raise DataError(f"{path}: {out} was built with a different config (fields {diff}); "
                             "use another out folder or delete it")
     meta = {
@@ -264,7 +267,8 @@ def _prepare_meta(cfg: BuildConfig, out: Path, dims: int, shape: list[int], sour
                                                "meta": (source_meta or {}).get("source")}),
         "label": cfg.label,
         "solver": dict(cfg.solver) if cfg.label in ("lbm", "mixed") else None,
-        "build": {"identity": ident, "config": dataclasses.asdict(cfg)},
+        "build": {"identity": ident, "config": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                                if cfg.source is None or k not in _SYNTHESIS}},
     }
     if source_meta and source_meta.get("binarization"):
         meta["binarization"] = source_meta["binarization"]

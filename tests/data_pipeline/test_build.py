@@ -177,6 +177,13 @@ def test_label_verb_labels_an_imported_folder_in_place(tmp_path):
     assert props.loc["closed", "status"] == "failed" and props.loc["closed", "error"]
     meta = yaml.safe_load((ds / "dataset.yaml").read_text())
     assert meta["dims"] == 2 and meta["voxel_size"] == 1e-6 and meta["label"] == "lbm"
+    # the build record names the source, not the synthesis defaults (dims 3, size 32, a blobs generator)
+    assert meta["build"]["identity"] == {"source": str(ds)}
+    assert not {"dims", "size", "n_samples", "seed", "generators"} & set(meta["build"]["config"])
+    # an older record with the synthesis fields too still resumes (only the source identifies the build)
+    meta["build"]["identity"].update(dims=3, size=32, seed=0)
+    (ds / "dataset.yaml").write_text(yaml.safe_dump(meta))
+    assert label_main([str(ds), "--serial", "--no-progress"]) == 0
 
 
 def test_recheck_percolation_relabels_rows_the_topology_test_contradicts(tmp_path, capsys):
