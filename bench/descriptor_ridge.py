@@ -20,13 +20,35 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def main(argv=None) -> int:
+def descriptor_ridge():
+    """The yardstick's regression: standardized features -> ridge, alpha by inner CV."""
     from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+def percolating_xy(dataset, split: str, k: str, fractions=None, split_seed: int = 0):
+    """Features (porosity + LEARNABLE descriptors, measured on the volumes) (N, F) and log10 k (N,)
+    of the samples of ``split`` that percolate along k's axis (k = 0 left out, as in evaluation)."""
+    from data_pipeline.dataset import VoxelDataset
+    from data_pipeline.morphology import LEARNABLE
+
+    names = ["porosity", *LEARNABLE]
+    kw = {} if fractions is None else {"fractions": tuple(fractions), "split_seed": split_seed}
+    ds = VoxelDataset(dataset, split, names + [k], **kw)
+    x = ds.targets[:, : len(names)].astype(np.float64)
+    y = ds.targets[:, len(names)].astype(np.float64)
+    keep = y > 0  # percolating along this axis
+    return x[keep], np.log10(y[keep])
+
+
+def main(argv=None) -> int:
     from sklearn.metrics import r2_score
     from sklearn.model_selection import KFold, cross_val_predict
 
     from core.properties import diagonal_columns
-    from data_pipeline.dataset import VoxelDataset
     from data_pipeline.io import read_dataset_meta
     from data_pipeline.morphology import LEARNABLE
 
@@ -37,20 +59,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     ks = diagonal_columns(int(read_dataset_meta(args.dataset)["dims"]))
-    names = ["porosity", *LEARNABLE]
-    ds = VoxelDataset(args.dataset, "all", names + ks)  # the descriptors measured on the volumes
-    x = ds.targets[:, : len(names)].astype(np.float64)  # (N, F)
-    print(f"{args.dataset}: {len(ds)} samples; features {', '.join(names)}")
-    for j, k in enumerate(ks):
-        y = ds.targets[:, len(names) + j].astype(np.float64)
-        keep = y > 0  # percolating along this axis
-        f = (x[keep] - x[keep].mean(0)) / x[keep].std(0)
+    print(f"{args.dataset}: features porosity, {', '.join(LEARNABLE)}")
+    for k in ks:
+        x, y = percolating_xy(args.dataset, "all", k)
         scores = []
         for seed in range(args.repeats):
             folds = KFold(args.folds, shuffle=True, random_state=seed)
-            pred = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 3, 13)), f, np.log10(y[keep]), cv=folds)
-            scores.append(r2_score(np.log10(y[keep]), pred))
-        print(f"  log10 {k}: {keep.sum()} percolating, {args.folds}-fold CV R^2 {np.mean(scores):.3f} "
+            scores.append(r2_score(y, cross_val_predict(descriptor_ridge(), x, y, cv=folds)))
+        print(f"  log10 {k}: {len(y)} percolating, {args.folds}-fold CV R^2 {np.mean(scores):.3f} "
               f"(min {np.min(scores):.3f}, max {np.max(scores):.3f} over {args.repeats} shuffles)")
     return 0
 
