@@ -98,10 +98,11 @@ def main(argv=None) -> int:
             out / "make_all.log")
     heldout = make_dataset(out, "heldout", args.heldout, seed=1)
     cfg = load_config(ROOT / args.config)
+    split_seed = int(dict(kv.split("=", 1) for kv in args.set).get("split_seed", cfg.split_seed))
     rows = []
     for n in args.sizes:
         data = make_dataset(out, str(n), n, seed=0, series=series)
-        ridge = ridge_yardstick(data, heldout, cfg.split_fractions, cfg.split_seed)
+        ridge = ridge_yardstick(data, heldout, cfg.split_fractions, split_seed)
         for seed in args.seeds:
             name = f"{args.name}{n}_s{seed}"
             model = out / name
