@@ -134,24 +134,4 @@ def binarize_clean(prob: np.ndarray, rule: str = "target", phi: float | None = N
             if abs(out.mean() - phi) < best[0]:
                 best = (abs(out.mean() - phi), out, t, info)
         _, out, t, info = best
-        out = _flip_to_count(out, prob, int(round(phi * prob.size)))
     return out, t, {"rule": rule, "phi_goal": phi, **info}
-
-
-def _flip_to_count(im: np.ndarray, prob: np.ndarray, n_pore: int) -> np.ndarray:
-    """Bring the pore count of a cleaned structure to ``n_pore`` where the bisection could not
-    (cleaning is not monotone in the threshold): flip the voxels nearest the threshold (by ``prob``)
-    that touch the phase they join across a face (periodic), so that no new island is made."""
-    diff = n_pore - int(im.sum())
-    if diff == 0:
-        return im
-    to_pore = diff > 0
-    touches = np.zeros(im.shape, dtype=bool)  # a face neighbour of the phase the voxel would join
-    for ax in range(im.ndim):
-        for step in (1, -1):
-            touches |= np.roll(im, step, axis=ax) == to_pore
-    cand = np.flatnonzero((im != to_pore) & touches)
-    order = np.argsort(-prob.ravel()[cand] if to_pore else prob.ravel()[cand], kind="stable")
-    out = im.copy().ravel()
-    out[cand[order[: abs(diff)]]] = to_pore
-    return out.reshape(im.shape)
