@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def run(cmd: list[str], log: Path) -> float:
-    """Run one command line of the project (stdout/stderr to ``log``); returns its wall time (s)."""
+def run(cmd: list[str], log: Path, stderr=subprocess.STDOUT) -> float:
+    """Run one command line of the project (stdout, and stderr unless given, to ``log``); returns
+    its wall time (s)."""
     t = time.perf_counter()
     with open(log, "w") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        subprocess.run(cmd, check=True, stdout=f, stderr=stderr, cwd=ROOT)
     return time.perf_counter() - t
 
 
@@ -61,17 +62,18 @@ def make_dataset(out: Path, name: str, n: int, seed: int, series: Path | None = 
     return data
 
 
-def ridge_yardstick(train_dir: Path, heldout_dir: Path, split_fractions, split_seed: int) -> dict[str, float]:
-    """R^2 of log10 k per diagonal axis on every percolating held-out image, of the descriptor ridge
-    (``bench/descriptor_ridge.py``) fitted on the percolating images of the training split of ``train_dir``."""
+def ridge_yardstick(train_dir: Path, heldout_xy: dict, split_fractions, split_seed: int) -> dict[str, float]:
+    """R^2 of log10 k per diagonal axis on every percolating held-out image (``heldout_xy``: axis ->
+    (features, log10 k), :func:`bench.descriptor_ridge.percolating_xy`, measured once), of the
+    descriptor ridge (``bench/descriptor_ridge.py``) fitted on the percolating images of the
+    training split of ``train_dir``."""
     from sklearn.metrics import r2_score
 
     from bench.descriptor_ridge import descriptor_ridge, percolating_xy
 
     out = {}
-    for k in ("k_xx", "k_yy"):
+    for k, (x_h, y_h) in heldout_xy.items():
         x, y = percolating_xy(train_dir, "train", k, split_fractions, split_seed)
-        x_h, y_h = percolating_xy(heldout_dir, "all", k)
         out[k] = float(r2_score(y_h, descriptor_ridge().fit(x, y).predict(x_h)))
     return out
 
@@ -99,10 +101,13 @@ def main(argv=None) -> int:
     heldout = make_dataset(out, "heldout", args.heldout, seed=1)
     cfg = load_config(ROOT / args.config)
     split_seed = int(dict(kv.split("=", 1) for kv in args.set).get("split_seed", cfg.split_seed))
+    from bench.descriptor_ridge import percolating_xy
+
+    heldout_xy = {k: percolating_xy(heldout, "all", k) for k in ("k_xx", "k_yy")}  # measured once
     rows = []
     for n in args.sizes:
         data = make_dataset(out, str(n), n, seed=0, series=series)
-        ridge = ridge_yardstick(data, heldout, cfg.split_fractions, split_seed)
+        ridge = ridge_yardstick(data, heldout_xy, cfg.split_fractions, split_seed)
         for seed in args.seeds:
             name = f"{args.name}{n}_s{seed}"
             model = out / name
@@ -113,10 +118,8 @@ def main(argv=None) -> int:
                 print(f"trained {name} in {s:.0f} s")
             score = out / f"{name}.heldout.json"
             if not score.is_file():
-                with open(score, "w") as f:
-                    subprocess.run([py, "-m", "models", "evaluate", "--checkpoint", str(model / "best"),
-                                    "--dataset", str(heldout), "--split", "all", "--out", str(model / "eval-heldout"),
-                                    "--json"], check=True, stdout=f, cwd=ROOT)
+                run([py, "-m", "models", "evaluate", "--checkpoint", str(model / "best"), "--dataset", str(heldout),
+                     "--split", "all", "--out", str(model / "eval-heldout"), "--json"], score, stderr=None)
             own = json.loads((model / "eval" / "metrics.json").read_text())
             held = json.loads(score.read_text())
             n_train = int(json.loads((model / "best" / "metrics.json").read_text()).get("n_train", 0) or 0)
