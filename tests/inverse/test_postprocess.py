@@ -57,3 +57,31 @@ def test_binarize_clean_matches_the_porosity_after_cleaning():
         assert abs(im.mean() - phi) <= 0.005, (phi, im.mean(), info)
         again, info2 = clean(im, 64)  # idempotent: nothing left to clean
         assert np.array_equal(again, im) and info2["spanning"]
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (16, 16, 16)])
+@pytest.mark.parametrize("shift", [-40, -7, 7, 40])
+def test_flip_to_count_meets_the_pore_count_without_changing_either_phase_topology(shape, shift):
+    """binarize_clean's last step: the voxels nearest the threshold are flipped until the pore count
+    is exact, only where the flip cuts or makes no cluster of either phase (face connectivity)."""
+    from inverse.postprocess import flip_to_count
+
+    structure = ndimage.generate_binary_structure(len(shape), 1)
+    prob = ndimage.gaussian_filter(np.random.default_rng(5).random(shape), 1.5, mode="wrap")
+    im = prob > np.quantile(prob, 0.5)
+    n_pore = int(im.sum()) + shift
+    out = flip_to_count(im, prob, n_pore)
+    assert int(out.sum()) == n_pore and int((out != im).sum()) == abs(shift)
+    assert out[im != out].all() == (shift > 0)  # all flips go one way
+    for phase in (True, False):  # the same clusters, each the same or one grown / shrunk
+        a, na = ndimage.label(im == phase, structure)
+        b, nb = ndimage.label(out == phase, structure)
+        assert na == nb
+    # among the voxels that could flip, the ones nearest the threshold did (up to the topology test)
+    moved = prob[out != im]
+    stay = prob[(out == im) & (im != (shift > 0))]
+    if shift > 0:
+        assert np.median(moved) > np.quantile(stay, 0.9)
+    else:
+        assert np.median(moved) < np.quantile(stay, 0.1)
+    assert flip_to_count(im, prob, int(im.sum())) is not im  # a copy even when nothing flips
