@@ -98,6 +98,7 @@ class Candidate:
     decoded_porosity: float = float("nan")
     solid_removed: int = 0
     pores_removed: int = 0
+    flipped: int = 0  # voxels flipped after cleaning to meet the porosity goal (inverse.postprocess.flip_to_count)
     screen_from: int | None = None  # rank among the screened latents (surrogate screening only)
     screen_distance: float | None = None
     sur: dict[str, float] = field(default_factory=dict)  # the surrogate's k estimates (screening only)
@@ -132,7 +133,7 @@ class Candidate:
         row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
                     "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
                     "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
-                    "pores_removed": self.pores_removed, "noise_seed": self.noise_seed, "texture": self.texture,
+                    "pores_removed": self.pores_removed, "flipped": self.flipped, "noise_seed": self.noise_seed, "texture": self.texture,
                     "porosity_shift": self.porosity_shift})
         row.update(self.morphology)
         row.update({f"z{d}": float(v) for d, v in enumerate(self.z)})
@@ -419,7 +420,8 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
                       regz={p: float(v) for p, v in zip(properties, regz)}, z=res.z[i], im=dv.im,
                       threshold_rule=cfg.threshold, threshold=dv.threshold, porosity_goal=dv.goal,
                       decoded_porosity=dv.decoded_porosity, solid_removed=int(dv.info.get("solid_removed", 0)),
-                      pores_removed=int(dv.info.get("pores_removed", 0)), noise_seed=int(seed),
+                      pores_removed=int(dv.info.get("pores_removed", 0)), flipped=int(dv.info.get("flipped", 0)),
+                      noise_seed=int(seed),
                       porosity_shift=float(shift),
                       texture="bank" if seed and delivery.variant_texture == "bank" else "prior")
         if scr_raw is not None:

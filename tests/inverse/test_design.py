@@ -85,6 +85,10 @@ def test_held_out_target_is_designed_and_verified(trained, tmp_path):
     # the binarization hits the target porosity; the solver confirms it
     assert (abs(res["verified_porosity"] - phi) <= cfg.tol_porosity).all()
     assert res["converged"].all() and (res["verified_k_xx"] > 0).all()
+    # ... to the voxel: the pore count of the goal, after cleaning and the flips it needed (recorded)
+    n = SIZE ** 3
+    assert (abs(res["binary_porosity"] * n - (res["porosity_goal"] * n).round()) < 0.5).all()
+    assert (res["flipped"] >= 0).all() and res["flipped"].dtype.kind == "i"
     # hit == within both tolerances, recomputed from the table
     expect = (abs(res["verified_porosity"] - phi) <= 0.02) & (abs(res["verified_k_xx"] - kxx) <= 0.15 * kxx + 1e-12)
     assert (res["hit"] == expect).all()
