@@ -124,12 +124,15 @@ class DesignConfig(FlatConfig):
         (default 0.75-1.33), and its anisotropy (largest over smallest pore-solid face density along
         the axes) must stay within the training structures' range (``anisotropy_ok``: stretched
         grains and axis-aligned stripes pass the surface band, bench/RESULTS.md "Smoothed texture
-        noise"); the decoder-aware objectives (reencode, surrogate, solver) add
-        ``morphology_weight * (d / ln(high))^2`` (d = distance of ln(ratio) outside the band) for
-        each of the two to every evaluation, and the candidates are ranked with it; without a porosity condition the
+        noise"), and its local porosity spread (the std of the porosity of a window a quarter of
+        the box wide, over the training median at its porosity) must stay within the training
+        structures' range (``spread_ok``: solid gathered into clumps beside an open band passes
+        both, bench/RESULTS.md "2D maximize designs: more clustered"); the decoder-aware objectives
+        (reencode, surrogate, solver) add ``morphology_weight * (d / ln(high))^2`` (d = distance of
+        ln(ratio) outside the band) for each of the three to every evaluation, and the candidates are ranked with it; without a porosity condition the
         delivered porosity stays within the training porosities. HIT of such a target means: every
         max (min) condition's verified value is above (below) the best training sample's label,
-        ss_ratio_train is in the band, anisotropy_ok and, without a porosity condition, the verified porosity
+        ss_ratio_train is in the band, anisotropy_ok, spread_ok and, without a porosity condition, the verified porosity
         is at most tol_porosity / 2 above the goal it was binarized at (results.csv: ``morph_ok``;
         cleaning can move the pore fraction); morphology_weight 0 turns
         the penalty off (the band still decides the hit). material_band: "optimize" (default: the

@@ -54,7 +54,7 @@ class Verification:
     (an unconverged k is not a measurement) and no solver error, and
     for a maximize / minimize target also ``morph_ok``: the specific-surface ratio to the training
     median within DesignConfig.morphology_band, the anisotropy within the training structures'
-    range (``anisotropy_ok``) and, without a porosity condition, the verified
+    range (``anisotropy_ok``), the local porosity spread within theirs (``spread_ok``) and, without a porosity condition, the verified
     porosity at most half the porosity tolerance above the candidate's porosity goal (None for
     other targets: not part of their hit).
     """
@@ -456,7 +456,8 @@ def verify_step(cfg: DesignConfig, target: Target, candidates: list[Candidate], 
         if target.optimizes:  # an unbounded target counts only within the material's morphology
             lo, hi = cfg.morphology_band
             ratio = c.morphology.get("ss_ratio_train", np.nan)
-            morph_ok = bool(np.isfinite(ratio) and lo <= ratio <= hi) and c.morphology.get("anisotropy_ok", True)
+            morph_ok = (bool(np.isfinite(ratio) and lo <= ratio <= hi) and c.morphology.get("anisotropy_ok", True)
+                        and c.morphology.get("spread_ok", True))
             if target.condition("porosity") is None and np.isfinite(c.porosity_goal):
                 # ... and at the porosity it asked for, inside the training range: cleaning can move the
                 # pore fraction (2D: +0.013 once), and k grows by porosity alone (Kozeny-Carman: ~12% per 0.01 at 0.74)
@@ -508,7 +509,8 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
                                    cfg.manifold_weight_for(cfg.property_model), surrogate,
                                    {**cfg.solver, **cfg.search_solver})
             if morph_ref is not None and cfg.morphology_weight > 0:
-                held = [(morph_ref.anisotropy_ratio, morph_ref.anisotropy_band)]  # and the material's isotropy
+                held = [(morph_ref.anisotropy_ratio, morph_ref.anisotropy_band),  # and the material's isotropy
+                        (morph_ref.spread_ratio, morph_ref.spread_band)]  # and how evenly its solid is spread
                 if target.optimizes:  # held to the material: specific surface against the training median
                     aware.set_morphology(morph_ref.ss_ratio, tuple(cfg.morphology_band), cfg.morphology_weight,
                                          extra=held)
@@ -607,7 +609,8 @@ def hit_meaning(t: Target, cfg: DesignConfig) -> str:
             parts.append(c.describe())
     lo, hi = cfg.morphology_band
     parts.append(f"specific surface {lo:g}-{hi:g}x the training median at its porosity (ss_ratio_train)"
-                 " and anisotropy within the training range (anisotropy_ok)")
+                 ", anisotropy within the training range (anisotropy_ok) and local porosity spread within"
+                 " the training structures' range (spread_ok)")
     text = " and ".join(parts)
     if t.condition("porosity") is None:
         text += (f"; the design's porosity is kept within the training range (verified at most "

@@ -8,7 +8,12 @@ structure; ``s2_nearest_train`` (RMS S2 distance to the nearest training structu
 porosity, the 8 nearest in porosity when fewer); ``anisotropy`` (largest over smallest pore-solid
 face density along the axes), ``anisotropy_ratio_train`` (over the training median) and
 ``anisotropy_ok`` (inside :attr:`MorphologyReference.anisotropy_band`, the training range: the
-stretched grains and stripes that specific surface and radial S2 miss); with a reference sample ``ss_ratio_ref`` and
+stretched grains and stripes that specific surface and radial S2 miss); ``spread`` (the local
+porosity spread, :func:`data_pipeline.morphology.local_porosity_spread`), ``spread_ratio_train``
+(over the median of the training structures within +-0.05 porosity, as ``ss_ratio_train``) and
+``spread_ok`` (inside :attr:`MorphologyReference.spread_band`, the training structures' own range
+of that ratio: solid gathered into clumps beside an open band, which the other measures miss);
+with a reference sample ``ss_ratio_ref`` and
 ``s2_distance_ref``, and ``looks_like_ref`` = 0.8 <= ss_ratio_ref <= 1.25 and s2_distance_ref <= 0.05
 (the criterion of the generative-fidelity benchmark).
 """
@@ -41,7 +46,8 @@ class MorphologyReference:
         ids = list(train_ids)
         if len(ids) > n:
             ids = [ids[i] for i in np.sort(rng.choice(len(ids), n, replace=False))]
-        self.train = mo.describe_set([self._volume(i, self.dataset) for i in ids])
+        vols = [self._volume(i, self.dataset) for i in ids]
+        self.train = mo.describe_set(vols)
         self._samples: dict[str, dict] = {}
         a = self.train["scalars"]["anisotropy"]
         a = a[np.isfinite(a)] if np.isfinite(a).any() else np.ones(1)
@@ -50,6 +56,13 @@ class MorphologyReference:
         #: near-identical structures would otherwise make any deviation infinitely costly)
         self.anisotropy_band = (min(float(a.min()) / self.anisotropy_median, 0.95),
                                 max(float(a.max()) / self.anisotropy_median, 1.05))
+        #: the training structures' local porosity spread, and the range of its ratio to the median
+        #: at each one's porosity (at least 0.95-1.05, as the anisotropy band)
+        self.train_spread = np.array([mo.local_porosity_spread(v) for v in vols])
+        own = np.array([self.spread_ratio_at(sp, phi) for sp, phi in
+                        zip(self.train_spread, self.train["scalars"]["porosity"])])
+        own = own[np.isfinite(own)] if np.isfinite(own).any() else np.ones(1)
+        self.spread_band = (min(float(own.min()), 0.95), max(float(own.max()), 1.05))
 
     @staticmethod
     def _volume(sample_id: str, dataset: Path) -> np.ndarray:
@@ -69,15 +82,28 @@ class MorphologyReference:
         rec = self._samples[sample_id]
         return rec["im"], rec["m"]
 
+    def _near(self, porosity: float):
+        """The training structures within +-0.05 of ``porosity`` (the 8 nearest when fewer)."""
+        phi_t = self.train["scalars"]["porosity"]
+        near = np.abs(phi_t - porosity) <= 0.05
+        return near if near.sum() >= 8 else np.argsort(np.abs(phi_t - porosity))[:8]
+
     def ss_median(self, porosity: float) -> float:
         """Median specific surface (1/voxel) of the training structures within +-0.05 of
         ``porosity`` (the 8 nearest in porosity when fewer)."""
-        phi_t = self.train["scalars"]["porosity"]
-        ss_t = self.train["scalars"]["specific_surface"]
-        near = np.abs(phi_t - porosity) <= 0.05
-        if near.sum() < 8:
-            near = np.argsort(np.abs(phi_t - porosity))[:8]
-        return float(np.median(ss_t[near]))
+        return float(np.median(self.train["scalars"]["specific_surface"][self._near(porosity)]))
+
+    def spread_ratio_at(self, spread: float, porosity: float) -> float:
+        """``spread`` over the median local porosity spread of the training structures near
+        ``porosity`` (as :meth:`ss_median`); nan when that median is 0."""
+        ref = float(np.median(self.train_spread[self._near(porosity)]))
+        return spread / ref if ref > 0 else float("nan")
+
+    def spread_ratio(self, im: np.ndarray) -> float:
+        """Local porosity spread of ``im`` over the training median at its porosity
+        (``spread_ratio_train``); inside :attr:`spread_band` its solid is spread like the material's."""
+        im = np.asarray(im, dtype=bool)
+        return self.spread_ratio_at(mo.local_porosity_spread(im), float(im.mean()))
 
     def ss_ratio(self, im: np.ndarray) -> float:
         """Specific surface of ``im`` over :meth:`ss_median` at its porosity (``ss_ratio_train``;
@@ -111,6 +137,10 @@ class MorphologyReference:
                "anisotropy": m["anisotropy"], "anisotropy_ratio_train": m["anisotropy"] / self.anisotropy_median}
         lo, hi = self.anisotropy_band
         out["anisotropy_ok"] = bool(lo <= out["anisotropy_ratio_train"] <= hi)
+        out["spread"] = mo.local_porosity_spread(np.asarray(im, dtype=bool))
+        out["spread_ratio_train"] = self.spread_ratio_at(out["spread"], m["porosity"])
+        lo, hi = self.spread_band
+        out["spread_ok"] = bool(lo <= out["spread_ratio_train"] <= hi)
         if reference:
             _, r = self.sample(reference)
             ratio = m["specific_surface"] / r["specific_surface"] if r["specific_surface"] > 0 else float("nan")

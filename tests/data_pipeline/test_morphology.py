@@ -98,3 +98,21 @@ def test_learnable_descriptors_are_the_morphology_values_and_unchanged_by_symmet
     assert mo.learnable_descriptors(slab, ["chord_length"])[0, 0] == pytest.approx((256 * 6 + 2 * 96 * 16) / (256 + 2 * 96))
     with pytest.raises(ValueError, match=r"not a learnable descriptor: \['anisotropy'\]"):
         mo.learnable_descriptors(vols, ["anisotropy"])
+
+
+def test_local_porosity_spread_closed_forms():
+    """Uniform: 0. Two slabs of width 8 in a period of 16, window 4: the window porosity is 1 at 5
+    positions, 0 at 5 and 3/4, 1/2, 1/4 at each of the two walls: std sqrt(0.421875 - 0.25)."""
+    from data_pipeline.morphology import local_porosity_spread
+
+    assert local_porosity_spread(np.ones((16, 16), bool), 4) == 0.0
+    slab = np.zeros((16, 16), bool)
+    slab[:, :8] = True
+    assert local_porosity_spread(slab, 4) == pytest.approx(np.sqrt(0.421875 - 0.25))
+    assert local_porosity_spread(slab) == pytest.approx(np.sqrt(0.421875 - 0.25))  # default: a quarter of 16
+    cube = np.zeros((16, 16, 16), bool)
+    cube[:, :, :8] = True
+    assert local_porosity_spread(cube, 4) == pytest.approx(np.sqrt(0.421875 - 0.25))
+    # a fine checkerboard of the same porosity: every 4x4 window holds 8 of 16 pores
+    check = (np.indices((16, 16)).sum(axis=0) % 2).astype(bool)
+    assert local_porosity_spread(check, 4) == pytest.approx(0.0, abs=1e-12)
