@@ -414,12 +414,23 @@ def test_reference_target_holds_designs_to_the_reference_morphology(trained, tmp
                          material_band=band, morphology_weight=100.0, morphology_band=[0.999, 1.001])
         design(cfg, log=lambda *a: None)
         runs[band] = pd.read_csv(tmp_path / band / "results.csv")
-    lr = np.log(runs["all"]["ss_ratio_train"].to_numpy())
-    lo, hi = 0.999, 1.001  # a narrow band: the candidates lie outside it and pay
-    d = np.maximum(np.log(lo) - lr, 0) + np.maximum(lr - np.log(hi), 0)
-    got = runs["all"]["objective"] - runs["all"]["distance"]
+    from inverse.model_source import load_bundle
+    from inverse.morphology_check import MorphologyReference
+
+    b = load_bundle(str(trained["ckpt"]))
+    ref = MorphologyReference(b.dataset, b.ids_train, seed=cfg.seed)  # the design's own reference
+
+    def penalty(col, lo, hi):  # 100 (d / ln hi)^2, d = distance of ln(ratio) outside [ln lo, ln hi]
+        lr = np.log(runs["all"][col].to_numpy())
+        d = np.maximum(np.log(lo) - lr, 0) + np.maximum(lr - np.log(hi), 0)
+        return d, 100.0 * (d / np.log(hi)) ** 2
+
+    d, surface = penalty("ss_ratio_train", 0.999, 1.001)  # a narrow band: the candidates lie outside it and pay
     assert (d > 0).any(), runs["all"]["ss_ratio_train"].tolist()
-    assert np.allclose(got, 100.0 * (d / np.log(hi)) ** 2, rtol=1e-3)  # ss_ratio_train is written as float32
+    # ... plus the material's isotropy and the spread of its solid, each against the training range
+    expect = surface + penalty("anisotropy_ratio_train", *ref.anisotropy_band)[1] + penalty("spread_ratio_train", *ref.spread_band)[1]
+    got = runs["all"]["objective"] - runs["all"]["distance"]
+    assert np.allclose(got, expect, rtol=1e-3)  # the ratios are written as float32
     assert np.allclose(runs["optimize"]["objective"], runs["optimize"]["distance"])
     with pytest.raises(ValueError, match="material_band"):
         design_cfg(trained, tmp_path / "bad", material_band="every")
