@@ -120,7 +120,7 @@ def binarize_clean(prob: np.ndarray, rule: str = "target", phi: float | None = N
         phi = float(prob.mean())
     im, t = binarize(prob, rule if rule != "decoded" else "target", phi, fixed)
     if not do_clean:
-        return im, t, {"rule": rule, "phi_goal": phi, "solid_removed": 0, "pores_removed": 0}
+        return im, t, {"rule": rule, "phi_goal": phi, "solid_removed": 0, "pores_removed": 0, "flipped": 0}
     out, info = clean(im, max_island)
     if rule != "fixed" and phi is not None:
         # cleaning changes the pore count; bisect the porosity handed to the threshold
@@ -171,7 +171,8 @@ def flip_to_count(im: np.ndarray, prob: np.ndarray, n_pore: int) -> np.ndarray:
         return out
     to_pore = left > 0
     structure = ndimage.generate_binary_structure(out.ndim, 1)  # face connectivity, as clean()
-    touches = np.zeros(out.shape, dtype=bool)  # a face neighbour of the phase the voxel would join
+    touches = np.zeros(out.shape, dtype=bool)  # a face neighbour of the phase it joins: a cheap prefilter
+                                                # of the candidates (the local test below decides)
     for ax in range(out.ndim):
         for step in (1, -1):
             touches |= np.roll(out, step, axis=ax) == to_pore
