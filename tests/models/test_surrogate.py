@@ -48,6 +48,16 @@ def test_config_errors_name_the_field(bad, field):
         SurrogateConfig.from_dict(bad)
 
 
+@pytest.mark.parametrize("name, dims, size", [("surrogate_smoke.yaml", 3, 16), ("surrogate_32.yaml", 3, 32),
+                                              ("surrogate_2d.yaml", 2, 64)])
+def test_shipped_configs_load(name, dims, size):
+    from pathlib import Path
+
+    cfg = load_surrogate_config(Path(__file__).resolve().parents[2] / "configs" / name)
+    assert (cfg.dims, cfg.input_size) == (dims, size)
+    assert all(c[-2] in "xyz"[:dims] and c[-1] in "xyz"[:dims] for c in cfg.components if c.startswith("k_"))
+
+
 def test_config_file_error_names_file(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("lr: 0.01\nbogus: 1\n")
