@@ -7,7 +7,8 @@ anisotropy, and the S2 curve over S2(0)) is fitted to training structures and sc
 split (its accuracy is the ceiling of every figure below). Then:
 
 ``model``: for the model's texture sources ("bank": the texture of the nearest stored training
-code, ``PVAE.set_texture_bank``; "prior": the Gaussian prior field):
+code, ``PVAE.set_texture_bank``; "prior": the Gaussian prior field; with ``--diffusion`` also
+"diffusion": a residual sampled from a learned texture prior, ``models.texture_diffusion``):
   * test codes: each test structure's latent mean decoded and binarized at its porosity; the share
     whose predicted family is the test structure's own ("family match"), and their specific surface
     over their sample's (median);
@@ -67,7 +68,8 @@ def family_classifier(dataset: str, ids_train: list[str], n: int = 800, seed: in
     return HistGradientBoostingClassifier(max_iter=300, random_state=seed).fit(x, fam.loc[ids].values), fam
 
 
-def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 128, seed: int = 0) -> dict:
+def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 128, seed: int = 0,
+                 diffusion: str | None = None) -> dict:
     import torch
 
     from data_pipeline import morphology as mo
@@ -97,14 +99,28 @@ def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 
     ref = mo.describe_set(np.asarray(train.volumes()[:256]).astype(bool))
     ss_test = np.array([mo.morphology(v)["specific_surface"] for v in x_test])
     sources = ["bank", "prior"] if len(model.bank_codes) else ["prior"]
+    diff = None
+    if diffusion:  # a learned texture prior (models.texture_diffusion): one sampled residual per code
+        from models.texture_diffusion import load_texture_diffusion
+
+        diff = load_texture_diffusion(diffusion)
+        sources.append("diffusion")
     slices = {}
     for src in sources:
-        model.texture_source = src
+        model.texture_source = src if src != "diffusion" else "prior"
         with torch.no_grad():
-            p_test = torch.cat([torch.sigmoid(model.decode(mu[s:s + 64]))[:, 0] for s in range(0, len(mu), 64)])
-            # one independent noise field per prior sample (as models.evaluate draws them); with the
-            # bank, the texture of the nearest stored code
-            p_prior = torch.sigmoid(model.decode(z_prior, noise=torch.Generator().manual_seed(seed + 1)))[:, 0]
+            if src == "diffusion":
+                r_test = diff.sample(mu, generator=torch.Generator().manual_seed(seed))
+                p_test = torch.cat([torch.sigmoid(model.decode(mu[s:s + 64], noise=r_test[s:s + 64],
+                                                               texture="residual"))[:, 0]
+                                    for s in range(0, len(mu), 64)])
+                r_prior = diff.sample(z_prior, generator=torch.Generator().manual_seed(seed + 1))
+                p_prior = torch.sigmoid(model.decode(z_prior, noise=r_prior, texture="residual"))[:, 0]
+            else:
+                p_test = torch.cat([torch.sigmoid(model.decode(mu[s:s + 64]))[:, 0] for s in range(0, len(mu), 64)])
+                # one independent noise field per prior sample (as models.evaluate draws them); with
+                # the bank, the texture of the nearest stored code
+                p_prior = torch.sigmoid(model.decode(z_prior, noise=torch.Generator().manual_seed(seed + 1)))[:, 0]
             phi_prior = porosity_of(model.predict_properties(z_prior))
         b_test = binarize_at(p_test, phi_test).numpy()
         b_prior = binarize_at(p_prior, phi_prior).numpy()
@@ -259,6 +275,7 @@ def main(argv=None) -> int:
     m = sub.add_parser("model")
     m.add_argument("checkpoint"), m.add_argument("dataset"), m.add_argument("--out")
     m.add_argument("--n-prior", type=int, default=128), m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--diffusion", help="a learned texture prior's folder (bench/texture_diffusion.py fit)")
     b = sub.add_parser("bank")
     b.add_argument("checkpoint"), b.add_argument("dataset"), b.add_argument("out")
     b.add_argument("--size", type=int, default=256)
@@ -274,7 +291,7 @@ def main(argv=None) -> int:
     if args.cmd == "bank":
         add_bank(args.checkpoint, args.dataset, args.out, args.size)
     elif args.cmd == "model":
-        model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed)
+        model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed, args.diffusion)
     elif args.cmd == "critic":
         critic_probe(args.checkpoint, args.dataset, args.steps, args.lr, not args.no_sn, seed=args.seed)
     else:

@@ -386,7 +386,9 @@ class PVAE(nn.Module):
         model's ``texture_source``, "prior"): eps is instead the stored residual of the training
         code nearest to each row of z (``noise`` None, a generator or 0), or of the (k+1)-th
         nearest (``noise`` an int k), see :meth:`bank_texture`: again a deterministic function of
-        z and the seed; a tensor ``noise`` is used as a Gaussian field as before."""
+        z and the seed; a tensor ``noise`` is used as a Gaussian field as before. ``texture``
+        "residual": ``noise`` (B, cs, s, s[, s]) is the standardized residual (z_s - mu_p) / sigma_p
+        itself (what :meth:`texture_residuals` returns and a learned texture prior samples)."""
         h, i = self._top(z)
         z_s = None
         if self.spatial_channels:
@@ -395,6 +397,8 @@ class PVAE(nn.Module):
                 rank = int(noise) if isinstance(noise, (int, np.integer)) else 0
                 r = self.bank_texture(z, rank).to(h.dtype)  # (B, cs, s, s[, s])
                 z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * r
+            elif texture == "residual":  # noise is the standardized residual itself, not coloured
+                z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * torch.as_tensor(noise).to(h)
             else:
                 eps = self.noise_field(z.shape[0], noise, device=h.device).to(h.dtype)
                 z_s = self.prior_texture(mu_p, logvar_p, eps, temperature, z=z)
