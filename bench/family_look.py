@@ -22,6 +22,10 @@ stores, the same rows), for a model trained without one.
 training structures from their codes decoded with the prior texture at all? It is trained offline
 on fixed pairs (640 training structures and their decodes, binarized at their porosity) and its
 accuracy on 160 held-out pairs printed every 100 steps.
+``variants``: how different the texture variants 1..5 of one code are, per texture source (median
+pairwise minority-phase IoU at the best translation; share of pairs <= 0.5, i.e. distinct).
+``slices``: a figure of mid-slices: each target's reference sample beside the candidates of one
+or more design runs (HIT / miss, k error, specific surface ratio in the titles).
 ``designs``: of a design run's results.csv (bench/inverse.py ``--match-reference`` or ``inverse
 design`` with reference samples), the share of verified candidates and of hits whose predicted
 family is their reference sample's, per method.
@@ -29,6 +33,8 @@ family is their reference sample's, per method.
     python bench/family_look.py bank runs/bench32/pvae14sp/best runs/bench32/data runs/exp16/pvae14sp_bank/best
     python bench/family_look.py model runs/exp16/pvae14sp_bank/best runs/bench32/data --out runs/exp16/family
     python bench/family_look.py designs runs/exp16/dev_model/design/dev/seed0 runs/bench32/data
+    python bench/family_look.py variants runs/exp21/tdiff3d runs/bench32/data
+    python bench/family_look.py slices runs/exp22/dev_slices.png runs/bench32/data runs/exp22/dev_{prior,diffusion}/design/dev/seed0
     python bench/family_look.py critic runs/bench32/pvae14sp/best runs/bench32/data --lr 1e-3 [--no-sn]
 """
 from __future__ import annotations
@@ -99,11 +105,12 @@ def model_report(checkpoint: str, dataset: str, out: str | None, n_prior: int = 
     ref = mo.describe_set(np.asarray(train.volumes()[:256]).astype(bool))
     ss_test = np.array([mo.morphology(v)["specific_surface"] for v in x_test])
     sources = ["bank", "prior"] if len(model.bank_codes) else ["prior"]
-    diff = None
-    if diffusion:  # a learned texture prior (models.texture_diffusion): one sampled residual per code
+    diff = model.texture_diffusion  # a learned texture prior stored in the checkpoint, or None
+    if diffusion:  # ... or one from another folder (models.texture_diffusion): one sampled residual per code
         from models.texture_diffusion import load_texture_diffusion
 
         diff = load_texture_diffusion(diffusion)
+    if diff is not None:
         sources.append("diffusion")
     slices = {}
     for src in sources:
@@ -219,6 +226,91 @@ def designs_report(design_dir: str, dataset: str, reference_dataset: str | None 
     return out
 
 
+def variant_diversity(checkpoint: str, dataset: str, n_codes: int = 8, n_variants: int = 5) -> dict:
+    """How different are the texture variants of one code? For ``n_codes`` test codes (latent means of
+    test structures spread over the split), variants 1..n_variants of each texture source the model
+    has ("prior"; "diffusion" when a learned texture prior is attached) are binarized at the porosity
+    of the code's own decode (variant 0); printed: the median pairwise minority-phase IoU at the best
+    periodic translation (inverse.evaluation.phase_iou, the distinct-hit measure) and the share of
+    pairs <= 0.5 (distinct)."""
+    import torch
+
+    from data_pipeline.dataset import VoxelDataset
+    from inverse.delivered import decode_probabilities
+    from inverse.evaluation import phase_iou
+    from models.checkpoint import load_model
+
+    model, cfg, _ = load_model(checkpoint)
+    test = VoxelDataset(dataset, "test", cfg.properties, fractions=tuple(cfg.split_fractions),
+                        split_seed=cfg.split_seed)
+    x = np.asarray(test.volumes()).astype(np.float32)[:: max(1, len(test) // n_codes)][:n_codes]  # (n, *shape)
+    with torch.no_grad():
+        mu = model.encode(torch.from_numpy(x).unsqueeze(1))[0].numpy()  # (n, L)
+    sources = ["prior"] + (["diffusion"] if model.texture_diffusion is not None else [])
+    out = {}
+    for tex in sources:
+        pairs = []
+        for z in mu:
+            p0 = decode_probabilities(model, z[None], 0)[0]  # (*shape)
+            phi = float((p0 > 0.5).mean())
+            ims = []
+            for k in range(1, n_variants + 1):
+                p = decode_probabilities(model, z[None], k, texture=None if tex == "prior" else tex)[0]
+                ims.append(p > np.quantile(p, 1 - phi))
+            pairs += [phase_iou(ims[i], ims[j], shifts=True) for i in range(len(ims)) for j in range(i + 1, len(ims))]
+        pairs = np.asarray(pairs)
+        out[tex] = {"median_iou": float(np.median(pairs)), "distinct_share": float(np.mean(pairs <= 0.5))}
+        print(f"{tex}: {len(mu)} codes x {n_variants} variants: pairwise shift-IoU median "
+              f"{out[tex]['median_iou']:.3f}, pairs <= 0.5: {out[tex]['distinct_share']:.2f}")
+    return out
+
+
+def design_slices(out: str, design_dirs: list[str], dataset: str, n_targets: int = 6, method: str = "bo") -> Path:
+    """Mid-slices (last axis) of the reference sample of the first ``n_targets`` targets with one,
+    then each run's candidates of ``method`` for that target, titled with the texture / noise seed,
+    HIT or miss, the k_xx error and the specific surface over the sample's; one row per target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from data_pipeline.io import read_volume
+
+    runs = {d: pd.read_csv(Path(d) / "results.csv") for d in design_dirs}
+    # a bench run's folder <out>/design/<set>/seed<n> is named by <out>
+    labels = {d: Path(d).parents[2].name if Path(d).parents[1].name == "design" else Path(d).name for d in design_dirs}
+    first = next(iter(runs.values()))
+    tids = [t for t in first.loc[first["reference"].notna(), "target_id"].unique()][:n_targets]
+    groups = {d: {t: g[g["method"] == method].sort_values("candidate") for t, g in r.groupby("target_id")}
+              for d, r in runs.items()}
+    n_cols = 1 + sum(max(len(g.get(t, [])) for t in tids) for g in groups.values())
+    fig, axes = plt.subplots(len(tids), n_cols, figsize=(2 * n_cols, 2.1 * len(tids)), squeeze=False)
+    for r, tid in enumerate(tids):
+        ref = first.loc[first["target_id"] == tid, "reference"].iloc[0]
+        vol = read_volume(next((Path(dataset) / "volumes").glob(f"{ref}.*")))
+        axes[r, 0].imshow(vol[..., vol.shape[-1] // 2], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(f"{tid}: sample {ref}", fontsize=7)
+        c = 1
+        for d, g in groups.items():
+            for _, row in g.get(tid, pd.DataFrame()).iterrows():
+                im = read_volume(Path(d) / row["tif"])
+                axes[r, c].imshow(im[..., im.shape[-1] // 2], cmap="gray", vmin=0, vmax=1)
+                axes[r, c].set_title(f"{labels[d]}\n{row['texture']}/"
+                                     f"{int(row['noise_seed'])} {'HIT' if row['hit'] else 'miss'}, k {row['err_k_xx']:+.0%}, "
+                                     f"ss {row['ss_ratio_ref']:.2f}x", fontsize=7)
+                c += 1
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle("mid-slices, pore white: the target's sample, then each run's candidates "
+                 "(texture/noise seed; k: verified k_xx error; ss: specific surface / the sample's)", fontsize=9)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return Path(out)
+
+
 def critic_probe(checkpoint: str, dataset: str, steps: int = 600, lr: float = 1e-3, spectral_norm: bool = True,
                  n_train: int = 640, n_test: int = 160, batch: int = 32, seed: int = 0) -> list[dict]:
     """Train a fresh PatchDiscriminator (the model's channels) on training structures (real) against
@@ -275,13 +367,21 @@ def main(argv=None) -> int:
     m = sub.add_parser("model")
     m.add_argument("checkpoint"), m.add_argument("dataset"), m.add_argument("--out")
     m.add_argument("--n-prior", type=int, default=128), m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--diffusion", help="a learned texture prior's folder (bench/texture_diffusion.py fit)")
+    m.add_argument("--diffusion", help="a learned texture prior's folder (bench/texture_diffusion.py fit; "
+                                       "default: the one stored in the checkpoint, if any)")
     b = sub.add_parser("bank")
     b.add_argument("checkpoint"), b.add_argument("dataset"), b.add_argument("out")
     b.add_argument("--size", type=int, default=256)
     d = sub.add_parser("designs")
     d.add_argument("design_dir"), d.add_argument("dataset"), d.add_argument("--reference-dataset")
     d.add_argument("--seed", type=int, default=0)
+    v = sub.add_parser("variants")
+    v.add_argument("checkpoint"), v.add_argument("dataset")
+    v.add_argument("--codes", type=int, default=8), v.add_argument("--variants", type=int, default=5)
+    f = sub.add_parser("slices")
+    f.add_argument("out", help="the figure (.png)"), f.add_argument("dataset")
+    f.add_argument("design_dirs", nargs="+", help="design folders with results.csv (reference column)")
+    f.add_argument("--targets", type=int, default=6), f.add_argument("--method", default="bo")
     c = sub.add_parser("critic")
     c.add_argument("checkpoint"), c.add_argument("dataset")
     c.add_argument("--steps", type=int, default=600), c.add_argument("--lr", type=float, default=1e-3)
@@ -292,6 +392,10 @@ def main(argv=None) -> int:
         add_bank(args.checkpoint, args.dataset, args.out, args.size)
     elif args.cmd == "model":
         model_report(args.checkpoint, args.dataset, args.out, args.n_prior, args.seed, args.diffusion)
+    elif args.cmd == "variants":
+        variant_diversity(args.checkpoint, args.dataset, args.codes, args.variants)
+    elif args.cmd == "slices":
+        design_slices(args.out, args.design_dirs, args.dataset, args.targets, args.method)
     elif args.cmd == "critic":
         critic_probe(args.checkpoint, args.dataset, args.steps, args.lr, not args.no_sn, seed=args.seed)
     else:

@@ -159,6 +159,7 @@ def run_set(args, bundle, model: str, set_name: str, targets, seeds: list[int], 
                            manifold_weight=args.manifold_weight, bo_engine=args.bo_engine,
                            gradient_steps=args.gradient_steps, tol_porosity=MAIN_RUNG[0], tol_k=MAIN_RUNG[1],
                            noise_variants=args.noise_variants, texture=args.texture, porosity_shift=args.porosity_shift,
+                           variant_screen=args.variant_screen,
                            bo_diversity=args.bo_diversity, material_band=args.material_band, reference_dataset=args.eval_dataset if set_name == "eval" else None)
         t0 = time.perf_counter()
         outcome = design(cfg, bundle=bundle, log=lambda *a: None)
@@ -275,12 +276,15 @@ def make_parser() -> argparse.ArgumentParser:
                    help="in/multi targets name their sample (ref=<id>, read from the eval dataset for the eval "
                         "set): designs are held to its specific surface (DesignConfig.match_reference) and judged "
                         "against it (looks_like_ref)")
-    p.add_argument("--texture", choices=("prior", "variants"), default=DesignConfig.texture,
-                   help="texture variants from the Gaussian prior field (prior) or from the model's texture bank "
-                        "(variants); DesignConfig.texture")
+    p.add_argument("--texture", choices=("prior", "variants", "diffusion"), default=DesignConfig.texture,
+                   help="texture variants from the Gaussian prior field (prior), from the model's texture bank "
+                        "(variants) or from its learned texture prior (diffusion); DesignConfig.texture")
     p.add_argument("--noise-variants", type=int, default=DesignConfig.noise_variants,
                    help="the most solver calls on variants of each search's best latent, judged before the candidates "
                         "are chosen (DesignConfig.noise_variants; 0 = the search's latents alone)")
+    p.add_argument("--variant-screen", type=int, default=DesignConfig.variant_screen,
+                   help="with --surrogate and --screen-top 0: this many variants of the best latent labeled by the "
+                        "surrogate, solved best estimate first (DesignConfig.variant_screen; 0 = seed order)")
     p.add_argument("--porosity-shift", type=float, default=DesignConfig.porosity_shift,
                    help="a variant that misses k may be re-binarized this fraction of the porosity tolerance away "
                         "(DesignConfig.porosity_shift; 0 = off)")

@@ -2,17 +2,18 @@
 
 The training split's structures (as given and in ``--augment`` symmetric copies, each encoded) give
 pairs (global code, standardized texture residual); a small conditional DDPM learns p(residual |
-code). Then ``bench/family_look.py model ... --diffusion OUT`` scores it beside the Gaussian prior
-texture and the bank.
+code). OUT is a copy of the checkpoint with the fitted prior stored beside its weights: ``load_model``
+attaches it, so ``decode(z, noise=k, texture="diffusion")`` and ``inverse design --texture diffusion``
+use it; ``bench/family_look.py model OUT ...`` scores it beside the Gaussian prior texture and the bank.
 
     python bench/texture_diffusion.py runs/bench32/pvae14sp/best runs/bench32/data runs/exp21/tdiff \
         --steps 1500 --threads 2
-    python bench/family_look.py model runs/bench32/pvae14sp/best runs/bench32/data --out runs/exp21/family \
-        --diffusion runs/exp21/tdiff
+    python bench/family_look.py model runs/exp21/tdiff runs/bench32/data --out runs/exp21/family
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,11 @@ def main(argv=None) -> int:
     t_fit = time.perf_counter() - t0
     print(f"fitted in {t_fit:.0f} s ({t_fit / max(1, args.steps):.2f} s/step, {args.threads} threads); "
           f"loss first 50 steps {np.mean(losses[:50]):.4f}, last 50 {np.mean(losses[-50:]):.4f}")
-    save_texture_diffusion(diff, args.out, extra={"checkpoint": str(args.checkpoint), "dataset": str(args.dataset),
+    out = Path(args.out)
+    if out.resolve() != Path(args.checkpoint).resolve():  # a copy of the checkpoint holds the prior
+        shutil.copytree(args.checkpoint, out, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("texture_diffusion.*", "train_state*"))
+    save_texture_diffusion(diff, out, extra={"checkpoint": str(args.checkpoint), "dataset": str(args.dataset),
                                                   "n_pairs": int(len(codes)), "fit_seconds": t_fit,
                                                   "loss_last50": float(np.mean(losses[-50:]))})
     print(f"wrote {args.out}")

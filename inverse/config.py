@@ -105,7 +105,16 @@ class DesignConfig(FlatConfig):
         texture of the k-th nearest training code of the model's texture bank,
         :class:`models.pvae.PVAE`; variants are tried until they alone give n_candidates distinct
         estimated hits, and such a hit is ranked before every other candidate: a design in the
-        texture of the material's own structures where one hits).
+        texture of the material's own structures where one hits) or "diffusion" (as "variants",
+        variant k a texture drawn with seed k from the model's learned texture prior p(texture |
+        code), models.texture_diffusion: textures of the material's kind for codes between the
+        stored ones; the checkpoint must hold one, bench/texture_diffusion.py).
+        variant_screen: with a surrogate and ``screen_top: 0`` (the surrogate screens variants
+        instead of latents), variants 1..variant_screen of the best latent are delivered and
+        labeled by the surrogate first, and judged (noise_variants solver calls at most) best
+        estimate first (its target distance plus the morphology penalty): a learned texture moves
+        k more than the code does (bench/RESULTS.md "A learned texture prior"), so the draws
+        likeliest to hit go to the solver. 0 = variants judged in seed order.
         porosity_shift: a variant whose k misses (texture alone moves k by 6-30%) is re-binarized
         at a porosity shifted by at most porosity_shift x the porosity tolerance (default 0.5:
         +-0.01 of a 0.02 tolerance), the shift from the Kozeny-Carman slope, when that estimate
@@ -193,6 +202,7 @@ class DesignConfig(FlatConfig):
     candidate_pool: int = 4
     noise_variants: int = 8
     texture: str = "prior"
+    variant_screen: int = 0
     porosity_shift: float = 0.5
     threshold: str = "target"
     fixed_threshold: float = 0.5
@@ -230,7 +240,7 @@ class DesignConfig(FlatConfig):
             check.bad("methods", "lists a method twice")
         check.one_of("bounds", BOUNDS)
         check.one_of("bo_engine", BO_ENGINES)
-        check.one_of("texture", ("prior", "variants"))
+        check.one_of("texture", ("prior", "variants", "diffusion"))
         if self.bo_acq_optimizer not in ("sampling", "lbfgs"):
             check.bad("bo_acq_optimizer", "must be 'sampling' or 'lbfgs'")
         check.one_of("property_model", PROPERTY_MODELS)
@@ -257,6 +267,10 @@ class DesignConfig(FlatConfig):
             check.bad("fixed_threshold", "must be in (0, 1)")
         check.at_least(("n_candidates", "candidate_pool"), 1)
         check.at_least(("noise_variants",), 0, "must be >= 0 (0 = no texture variants)")
+        check.at_least(("variant_screen",), 0, "must be >= 0 (0 = variants in seed order)")
+        if self.variant_screen and not (self.surrogate and self.screen_top == 0):
+            check.bad("variant_screen", "screens variants with the surrogate: needs 'surrogate: PATH' and "
+                      "'screen_top: 0' (screening latents and variants at once is not supported)")
         if not 0 <= self.porosity_shift < 1:
             check.bad("porosity_shift", "must be in [0, 1) (a fraction of the porosity tolerance; 0 = no shift)")
         if not 0 < self.candidate_max_iou <= 1:

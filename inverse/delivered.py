@@ -54,7 +54,8 @@ def decode_probabilities(model, z: np.ndarray, noise: int = 0, texture: str | No
 
     ``noise``: seed of the spatial latent's noise field (``PVAE.decode``); 0 is the model's fixed
     field (``decode(z)``), another seed draws another structure of the same global code.
-    ``texture`` "bank": the stored texture of the (noise+1)-th nearest training code instead."""
+    ``texture`` "bank": the stored texture of the (noise+1)-th nearest training code instead;
+    "diffusion": a texture drawn with seed ``noise`` from the model's learned texture prior."""
     p = next(model.parameters())
     zt = torch.as_tensor(np.atleast_2d(z), dtype=p.dtype, device=p.device)
     kw = {"texture": texture} if texture else {}
@@ -184,7 +185,9 @@ class Delivery:
     0 = decode(z), the structure the search sees; other seeds are texture variants of the same
     code. ``shift`` moves the porosity goal (:func:`porosity_shift_for`; 0 for the search).
     ``variant_texture`` "bank": variant k > 0 wears the stored texture of the k-th nearest training
-    code of the model's texture bank instead of noise field k (DesignConfig.texture "variants").
+    code of the model's texture bank instead of noise field k (DesignConfig.texture "variants");
+    "diffusion": a texture drawn with seed k from the model's learned texture prior
+    (DesignConfig.texture "diffusion").
     """
 
     def __init__(self, model, norm, target: Target | None, threshold: str = "target", fixed_threshold: float = 0.5,
@@ -216,6 +219,8 @@ class Delivery:
             zt = z[todo]  # (b, L)
             if noise and self.variant_texture == "bank":  # variant k: the k-th nearest stored texture
                 probs = decode_probabilities(self.model, zt, noise - 1, texture="bank")  # (b, *shape)
+            elif noise and self.variant_texture == "diffusion":  # variant k: a learned texture, seed k
+                probs = decode_probabilities(self.model, zt, noise, texture="diffusion")  # (b, *shape)
             else:
                 probs = decode_probabilities(self.model, zt, noise)  # (b, *shape)
             preds = self.regressor_raw(zt)  # (b, P)
@@ -532,6 +537,21 @@ def screen_scores(objective: Objective, surrogate, delivery: Delivery, z: np.nda
     """
     z = np.atleast_2d(np.asarray(z, dtype=np.float64))
     ims = np.stack([d.im for d in delivery(z)])  # (B, *shape)
-    raw = surrogate_properties(surrogate, objective.names, ims, delivery.regressor_raw(z))
+    return _surrogate_distance(objective, surrogate, ims, delivery.regressor_raw(z))
+
+
+def screen_variants(objective: Objective, surrogate, delivery: Delivery, z0: np.ndarray,
+                    seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Surrogate screening of texture variants ``seeds`` of one latent z0 (L,): (target distance (S,),
+    raw estimates (S, P)), as :func:`screen_scores` for each variant's delivered structure (cached,
+    the one the solver will judge: ``delivery(z0, seed)``)."""
+    z = np.asarray(z0, dtype=np.float64)[None]  # (1, L)
+    ims = np.stack([delivery(z, s)[0].im for s in seeds])  # (S, *shape)
+    return _surrogate_distance(objective, surrogate, ims, np.repeat(delivery.regressor_raw(z), len(seeds), 0))
+
+
+def _surrogate_distance(objective: Objective, surrogate, ims: np.ndarray, fallback: np.ndarray):
+    """Volumes (B, *shape) -> (the objective's target distance (B,), the surrogate's raw estimates (B, P))."""
+    raw = surrogate_properties(surrogate, objective.names, ims, fallback)
     dist = objective.distance(torch.as_tensor(objective.norm.transform(raw), dtype=torch.float64)).numpy()
     return dist, raw

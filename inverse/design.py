@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from core.properties import is_k_component
 from inverse.config import PROPERTY_MODELS, DesignConfig, load_design_config
 from inverse.objective import LatentSpace, Objective, latent_space
 from inverse.delivered import (Delivery, DeliveredObjective, decode_probabilities, has_noise,  # noqa: F401
-                               make_objective, porosity_shift_for, screen_scores)
+                               make_objective, porosity_shift_for, screen_scores, screen_variants)
 from inverse.evaluation import distinct_hits
 from inverse.search import SearchResult, run_search, select_candidates
 from inverse.targets import Target, TargetError, build_targets, check_targets_for_model, with_training_bars
@@ -42,6 +43,10 @@ from inverse.verify import verified_values, verify_batch
 
 
 # --- the record of one candidate ----------------------------------------------------------------
+# DesignConfig.texture -> the texture of a delivered variant (inverse.delivered.Delivery.variant_texture)
+VARIANT_TEXTURE = {"prior": "prior", "variants": "bank", "diffusion": "diffusion"}
+
+
 @dataclass
 class Verification:
     """The solver's measurement of one candidate and the hit it decides.
@@ -101,7 +106,7 @@ class Candidate:
     flipped: int = 0  # voxels flipped after cleaning to meet the porosity goal (inverse.postprocess.flip_to_count)
     screen_from: int | None = None  # rank among the screened latents (surrogate screening only)
     screen_distance: float | None = None
-    sur: dict[str, float] = field(default_factory=dict)  # the surrogate's k estimates (screening only)
+    sur: dict[str, float] = field(default_factory=dict)  # the surrogate's k estimates (latent or variant screening)
     morphology: dict = field(default_factory=dict)  # inverse.morphology_check columns
     verification: Verification | None = None
     source_id: str | None = None  # lookup: the training sample delivered as it is
@@ -129,7 +134,7 @@ class Candidate:
             row["source_id"] = self.source_id
         if self.screen_from is not None:
             row.update(screen_from=self.screen_from, screen_distance=self.screen_distance)
-            row.update({f"sur_{p}": v for p, v in self.sur.items()})
+        row.update({f"sur_{p}": v for p, v in self.sur.items()})  # latent or variant screening
         row.update({"threshold_rule": self.threshold_rule, "threshold": self.threshold,
                     "porosity_goal": self.porosity_goal, "decoded_porosity": self.decoded_porosity,
                     "binary_porosity": self.binary_porosity, "solid_removed": self.solid_removed,
@@ -302,7 +307,7 @@ def lookup_step(cfg: DesignConfig, target: Target, res: SearchResult, objective:
 
 
 def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, z0: np.ndarray, pos: int,
-                    hit_ims: list[np.ndarray]) -> list[tuple[int, int, float, float]]:
+                    hit_ims: list[np.ndarray], seeds: list[int] | None = None) -> list[tuple[int, int, float, float]]:
     """Variants of the best latent ``z0`` (L,), judged by the search's objective, until the target
     has ``cfg.n_candidates`` distinct structures that its estimate calls hits, or
     ``cfg.noise_variants`` solver calls are spent.
@@ -312,7 +317,9 @@ def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, 
     is re-binarized at the shifted porosity and judged again (one more call). ``hit_ims``: the
     structures already estimated as hits (the search's own; extended here). With ``cfg.texture``
     "variants" variant k wears the k-th nearest stored texture (:class:`inverse.delivered.Delivery`),
-    and an estimated hit counts only inside the morphology bands of the objective.
+    with "diffusion" a texture of the learned texture prior, and then an estimated hit counts only
+    inside the morphology bands of the objective. ``seeds``: the noise seeds in the order to try
+    (:func:`screened_variant_seeds`); None = 1, 2, ...
 
     Returns
     -------
@@ -322,31 +329,49 @@ def variant_entries(cfg: DesignConfig, target: Target, obj: DeliveredObjective, 
     cond = target.condition("porosity")
     max_shift = cfg.porosity_shift * cond.tol if cond is not None and cond.kind == "exact" else 0.0
     hit_ims = list(hit_ims)
-    calls0, seed = obj.solver_calls, 0
+    calls0, tried = obj.solver_calls, 0
+    order = iter(seeds) if seeds is not None else itertools.count(1)
     z0 = np.asarray(z0, dtype=np.float64)[None]  # (1, L)
 
     def judge(seed: int, shift: float) -> dict[str, float]:
         f = float(obj.evaluate_variants(z0, seed, shift)[0])
         out.append((pos, seed, shift, f))
         raw = obj.predict_variants(z0, seed, shift)[0]  # (P,) cached
-        # texture: variants collects hits inside the morphology bands (those rank first in select_step)
-        if obj.hits_of(raw)[0] and (cfg.texture != "variants" or obj.morphology_penalty(z0, seed, shift)[0] == 0):
+        # learned textures (variants, diffusion): hits inside the morphology bands (ranked first in select_step)
+        if obj.hits_of(raw)[0] and (cfg.texture == "prior" or obj.morphology_penalty(z0, seed, shift)[0] == 0):
             hit_ims.append(obj.delivery(z0, seed, shift)[0].im)
         return {n: float(v) for n, v in zip(obj.names, raw)}
 
     while obj.solver_calls - calls0 < cfg.noise_variants:
         if len(distinct_hits(hit_ims, max_count=cfg.n_candidates, max_iou=cfg.candidate_max_iou)) >= cfg.n_candidates:
             break
-        seed += 1
+        seed = next(order, None)
+        if seed is None:
+            break  # every screened variant tried
         n_hits = len(hit_ims)
         est = judge(seed, 0.0)
         if len(hit_ims) == n_hits and obj.solver_calls - calls0 < cfg.noise_variants:
             shift = porosity_shift_for(target, est, max_shift)
             if shift:
                 judge(seed, shift)
-        if obj.solver_calls == calls0 and seed >= cfg.noise_variants:
+        tried += 1
+        if obj.solver_calls == calls0 and tried >= cfg.noise_variants:
             break  # an estimate without solver calls (reencode): the noise fields 1..noise_variants
     return out
+
+
+def screened_variant_seeds(cfg: DesignConfig, obj: DeliveredObjective, objective: Objective, surrogate,
+                           delivery: Delivery, z0: np.ndarray) -> tuple[list[int], dict[int, np.ndarray]]:
+    """Noise seeds 1..``cfg.variant_screen`` of the best latent z0 (L,), best surrogate estimate
+    first: each variant's delivered structure labeled by the surrogate
+    (:func:`inverse.delivered.screen_variants`), ranked by its target distance plus the search
+    objective's morphology penalty of that structure (no solver call). Returns the ordered seeds
+    and the surrogate's raw estimates (P,) by seed."""
+    seeds = list(range(1, cfg.variant_screen + 1))
+    dist, raw = screen_variants(objective, surrogate, delivery, z0, seeds)  # (S,), (S, P)
+    z = np.asarray(z0, dtype=np.float64)[None]  # (1, L)
+    score = dist + np.array([float(obj.morphology_penalty(z, s)[0]) for s in seeds])  # (S,)
+    return [seeds[i] for i in np.argsort(score, kind="stable")], dict(zip(seeds, raw))
 
 
 def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResult, obj: Objective,
@@ -364,6 +389,7 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
     (minority-phase IoU <= ``cfg.candidate_max_iou``) before near copies."""
     t0 = time.perf_counter()
     screen = surrogate is not None and cfg.screen_top > 0
+    variant_sur: dict[int, np.ndarray] = {}  # noise seed -> the surrogate's raw estimates (variant screening)
     n_pick = max(cfg.screen_top, cfg.n_candidates) if screen else cfg.n_candidates
     distinct = cfg.candidate_max_iou < 1
     pool = max(n_pick, cfg.candidate_pool * cfg.n_candidates) if distinct else n_pick
@@ -383,11 +409,16 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         own = delivery(own_z)  # delivered structures (decoded, binarized, cleaned) in one batch; cached
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
-        bank = cfg.texture == "variants"
-        # with bank textures, variants are tried until they alone give n_candidates distinct hits
+        bank = cfg.texture != "prior"
+        # with learned textures (bank, diffusion), variants are tried until they alone give n_candidates
+        # distinct hits
         own_hits = [] if bank else [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit]
-        entries += variant_entries(cfg, target, obj, own_z[0], order[0], own_hits)
-        if bank:  # an estimated hit in a training structure's texture first (inside the morphology
+        seeds = None
+        if surrogate is not None and cfg.variant_screen > 0:
+            seeds, variant_sur = screened_variant_seeds(cfg, obj, objective, surrogate, delivery, own_z[0])
+            res.info["variants_screened"] = len(seeds)
+        entries += variant_entries(cfg, target, obj, own_z[0], order[0], own_hits, seeds)
+        if bank:  # an estimated hit in a learned texture first (inside the morphology
             # bands, if any), then best objective first
             def bank_hit(e) -> bool:
                 return (e[1] > 0 and bool(obj.hits_of(obj.predict_variants(own_z[:1], e[1], e[2]))[0])
@@ -423,10 +454,12 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
                       pores_removed=int(dv.info.get("pores_removed", 0)), flipped=int(dv.info.get("flipped", 0)),
                       noise_seed=int(seed),
                       porosity_shift=float(shift),
-                      texture="bank" if seed and delivery.variant_texture == "bank" else "prior")
+                      texture=delivery.variant_texture if seed else "prior")
         if scr_raw is not None:
             c.screen_from, c.screen_distance = int(o), float(scr_dist[rank])
             c.sur = {p: float(v) for p, v in zip(properties, scr_raw[rank]) if p != "porosity"}
+        elif seed in variant_sur and shift == 0:
+            c.sur = {p: float(v) for p, v in zip(properties, variant_sur[seed]) if p != "porosity"}
         if morph_ref is not None:
             c.morphology = morph_ref.columns(dv.im, target.reference)
         out.append(c)
@@ -499,7 +532,7 @@ def run_target(cfg: DesignConfig, bundle, space: LatentSpace, target: Target, pr
         # per method: one delivery (decode -> binarize -> clean, cached by z) shared by its objective and
         # its candidates, and its own decoder-aware objective: no method is served another's solves
         delivery = Delivery(bundle.model, bundle.norm, target, cfg.threshold, cfg.fixed_threshold, cfg.clean,
-                            cfg.max_island, variant_texture="bank" if cfg.texture == "variants" else "prior")
+                            cfg.max_island, variant_texture=VARIANT_TEXTURE[cfg.texture])
         if target.optimizes and target.condition("porosity") is None and "porosity" in bundle.properties:
             phi = np.asarray(bundle.y_train, dtype=float)[:, bundle.properties.index("porosity")]
             delivery.porosity_range = (float(np.nanmin(phi)), float(np.nanmax(phi)))  # the material's porosities
@@ -643,6 +676,9 @@ def design(cfg: DesignConfig, bundle=None, log=print) -> DesignOutcome:
     if cfg.texture == "variants" and not len(getattr(bundle.model, "bank_codes", ())):
         raise ValueError(f"texture: variants needs a model with a texture bank; {cfg.model} has none "
                          "(train it with texture_bank > 0, or use texture: prior)")
+    if cfg.texture == "diffusion" and getattr(bundle.model, "texture_diffusion", None) is None:
+        raise ValueError(f"texture: diffusion needs a model with a learned texture prior; {cfg.model} has none "
+                         "(bench/texture_diffusion.py fits one into a copy of the checkpoint, or use texture: prior)")
     targets = build_targets(cfg.targets, cfg.targets_csv, cfg.units, bundle.voxel_size, cfg.tol_porosity, cfg.tol_k)
     check_targets_for_model(targets, bundle.properties)
     # maximize / minimize: a hit must beat the best training sample (with_training_bars)
@@ -719,10 +755,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen-top", type=int, help="latents decoded and ranked by the surrogate per target and method "
                                                   "(the best --n-candidates go to the solver; 0 = no screening)")
     p.add_argument("--threshold", choices=["target", "decoded", "fixed"], help="binarization rule")
-    p.add_argument("--texture", choices=["prior", "variants"],
+    p.add_argument("--texture", choices=["prior", "variants", "diffusion"],
                    help="texture variants of the best latent from the Gaussian texture prior (prior) or from the "
                         "model's texture bank, the textures of training structures (variants; needs a model "
-                        "trained with texture_bank > 0)")
+                        "trained with texture_bank > 0) or from its learned texture prior (diffusion; needs a "
+                        "checkpoint holding one, bench/texture_diffusion.py)")
+    p.add_argument("--variant-screen", type=int,
+                   help="with --surrogate and --screen-top 0: deliver this many texture variants of the best latent, "
+                        "label them by the surrogate and solve them best estimate first (0 = seed order)")
     p.add_argument("--no-verify", action="store_true", help="skip the solver (predictions only)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.add_argument("--allow-extrapolation", action="store_true", help="search targets outside the training labels")
@@ -734,7 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> DesignConfig:
     over = {k: getattr(args, k) for k in ("model", "dataset", "targets", "targets_csv", "units", "methods",
                                           "n_calls", "n_candidates", "seed", "threshold", "out", "device",
-                                          "property_model", "surrogate", "screen_top", "bo_engine", "texture")}
+                                          "property_model", "surrogate", "screen_top", "bo_engine", "texture",
+                                          "variant_screen")}
     if args.methods:
         over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.no_verify:

@@ -19,6 +19,8 @@ from core.io import json_safe
 from core.properties import is_diagonal as is_log_property  # noqa: F401  (diagonal k: learned as log10 k)
 from models.config import PVAEConfig
 from models.pvae import PVAE
+from models.texture_diffusion import WEIGHTS as DIFFUSION_WEIGHTS
+from models.texture_diffusion import load_texture_diffusion
 
 
 def known_mask(names, y_raw) -> np.ndarray:
@@ -147,7 +149,9 @@ def read_train_state(folder) -> dict:
 
 
 def load_model(folder, device: str | torch.device = "cpu") -> tuple[PVAE, PVAEConfig, Normalizer]:
-    """Load a checkpoint folder -> (model in eval mode on ``device``, config, normalizer)."""
+    """Load a checkpoint folder -> (model in eval mode on ``device``, config, normalizer). A learned
+    texture prior stored in the folder (``texture_diffusion.safetensors``, bench/texture_diffusion.py)
+    is attached (``decode(texture="diffusion")``)."""
     folder = Path(folder)
     cfg = read_config(folder)
     require_files(folder, what="pVAE checkpoint")
@@ -156,4 +160,6 @@ def load_model(folder, device: str | torch.device = "cpu") -> tuple[PVAE, PVAECo
     state = load_file(str(folder / WEIGHTS), device="cpu")
     model.load_state_dict(state)
     model.to(device).eval()
+    if (folder / DIFFUSION_WEIGHTS).is_file():
+        model.attach_texture_diffusion(load_texture_diffusion(folder, device))
     return model, cfg, norm

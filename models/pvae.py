@@ -201,6 +201,9 @@ class PVAE(nn.Module):
         self.register_buffer("bank_codes", torch.zeros(0, latent_dim))
         self.register_buffer("bank_residuals", torch.zeros((0, self.spatial_channels) + grid, dtype=torch.float16))
         self.texture_source = "prior"  # decode's default: "prior" (Gaussian field) or "bank" (needs one)
+        # a learned texture prior (models.texture_diffusion), kept outside the module tree: not in
+        # state_dict, parameters() or the optimizer; attach_texture_diffusion / load_model set it
+        object.__setattr__(self, "texture_diffusion", None)
 
         # start near the prior: small posterior variance head keeps the first KL values moderate
         nn.init.zeros_(self.fc_logvar.bias)
@@ -388,7 +391,11 @@ class PVAE(nn.Module):
         nearest (``noise`` an int k), see :meth:`bank_texture`: again a deterministic function of
         z and the seed; a tensor ``noise`` is used as a Gaussian field as before. ``texture``
         "residual": ``noise`` (B, cs, s, s[, s]) is the standardized residual (z_s - mu_p) / sigma_p
-        itself (what :meth:`texture_residuals` returns and a learned texture prior samples)."""
+        itself (what :meth:`texture_residuals` returns and a learned texture prior samples).
+        ``texture`` "diffusion": the residual is drawn from the attached learned texture prior
+        p(r | z) (:meth:`attach_texture_diffusion`), seeded by ``noise`` (an int, None = 0, or a
+        generator); with an int seed every row shares the sampler's noise draws, so the result is
+        a deterministic function of z and the seed, as with the Gaussian field."""
         h, i = self._top(z)
         z_s = None
         if self.spatial_channels:
@@ -396,6 +403,15 @@ class PVAE(nn.Module):
             if (texture or self.texture_source) == "bank" and not isinstance(noise, torch.Tensor):
                 rank = int(noise) if isinstance(noise, (int, np.integer)) else 0
                 r = self.bank_texture(z, rank).to(h.dtype)  # (B, cs, s, s[, s])
+                z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * r
+            elif texture == "diffusion":  # a learned texture: r ~ p(r | z), seeded
+                diff = self.texture_diffusion
+                if diff is None:
+                    raise ValueError("decode(texture='diffusion'): the model has no texture diffusion attached "
+                                     "(bench/texture_diffusion.py fits one into a checkpoint copy)")
+                shared = not isinstance(noise, torch.Generator)
+                g = noise if not shared else torch.Generator().manual_seed(int(noise or 0))
+                r = diff.to(h.device).sample(z, generator=g, shared_noise=shared).to(h.dtype)
                 z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * r
             elif texture == "residual":  # noise is the standardized residual itself, not coloured
                 z_s = mu_p + temperature * torch.exp(0.5 * logvar_p) * torch.as_tensor(noise).to(h)
@@ -527,6 +543,18 @@ class PVAE(nn.Module):
         dev = self.bank_codes.device
         self.bank_codes = codes.to(dev)
         self.bank_residuals = residuals.to(device=dev, dtype=torch.float16)
+
+    def attach_texture_diffusion(self, diff) -> None:
+        """Attach a fitted :class:`models.texture_diffusion.TextureDiffusion` (eval mode, moved to the
+        model's device) for ``decode(texture="diffusion")``; None detaches it."""
+        if diff is not None:
+            want = (self.dims, self.spatial_channels, self.latent_dim)
+            got = (diff.dims, diff.spatial_channels, diff.latent_dim)
+            if got != want:
+                raise ValueError(f"texture diffusion (dims, texture channels, latent_dim) {got} does not fit "
+                                 f"the model's {want}")
+            diff = diff.to(next(self.parameters()).device).eval()
+        object.__setattr__(self, "texture_diffusion", diff)
 
     @property
     def uses_bank(self) -> bool:

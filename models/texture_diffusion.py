@@ -209,9 +209,11 @@ class TextureDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, generator: torch.Generator | None = None,
-               steps: int | None = None, eta: float | None = None) -> torch.Tensor:
+               steps: int | None = None, eta: float | None = None, shared_noise: bool = False) -> torch.Tensor:
         """Residual fields (B, cs, s, s[, s]) for codes z (B, L) by DDIM from a seeded Gaussian start
         (``generator``: the start and the fresh noise of each step; None: torch's global generator).
+        ``shared_noise``: every row gets the same noise draws (drawn once per step, (1, cs, s..)), so
+        a row's field is a function of its code and the seed alone, not of the rows beside it.
 
         ``eta`` 0: deterministic DDIM; 1: the DDPM posterior's noise at each step (ancestral), which
         corrects a denoiser's errors instead of carrying them: on the 2D set, 50 deterministic steps
@@ -220,7 +222,12 @@ class TextureDiffusion(nn.Module):
         eta = float(self.cfg.eta if eta is None else eta)
         dev = self.alpha_bar.device
         shape = (len(z), self.spatial_channels) + (self.grid,) * self.dims
-        x = torch.randn(shape, generator=generator).to(dev)
+        draw = (1,) + shape[1:] if shared_noise else shape
+
+        def noise() -> torch.Tensor:
+            return torch.randn(draw, generator=generator).to(dev).expand(shape)
+
+        x = noise()
         zc = self._z(z.to(dev))
         ts = np.linspace(self.cfg.timesteps, 0, steps + 1).round().astype(int)  # T .. 0
         for t_now, t_next in zip(ts[:-1], ts[1:]):
@@ -230,7 +237,7 @@ class TextureDiffusion(nn.Module):
             sigma = eta * ((1 - a_next) / (1 - a_now) * (1 - a_now / a_next)).clamp(min=0).sqrt()
             x = a_next.sqrt() * x0 + (1 - a_next - sigma ** 2).clamp(min=0).sqrt() * eps
             if eta > 0 and t_next > 0:
-                x = x + sigma * torch.randn(shape, generator=generator).to(dev)
+                x = x + sigma * noise()
         return x * self.r_scale.view(1, -1, *([1] * self.dims))
 
 

@@ -332,6 +332,45 @@ def test_surrogate_screening_sends_only_n_candidates_to_the_solver(trained, surr
     assert s.set_index("method").loc["random", "screened"] == 5 and s["screened"].between(2, 5).all()
 
 
+def test_surrogate_screened_variants_go_to_the_solver_best_estimate_first(trained, surrogate, tmp_path):
+    """variant_screen: variants 1..6 of the best latent are labeled by the surrogate, and the
+    noise_variants solver calls go to the best-estimated ones; each delivered variant carries the
+    surrogate's estimate of its own structure. Without a surrogate (or with latent screening) the
+    setting is refused by name."""
+    from inverse.config import DesignConfig
+    from inverse.delivered import Delivery, load_design_surrogate
+    from inverse.design import design
+    from inverse.model_source import load_bundle
+    from inverse.targets import build_targets
+
+    with pytest.raises(ValueError, match="variant_screen"):
+        DesignConfig(variant_screen=4)
+    with pytest.raises(ValueError, match="variant_screen"):
+        DesignConfig(variant_screen=4, surrogate="sur", screen_top=12)
+    ids, y = held_out(trained["data"])
+    phi, kxx = float(y[0, 0]), float(y[0, 1])
+    out = tmp_path / "vs"
+    design(design_cfg(trained, out, targets=[f"porosity={phi:.4f},k_xx={kxx:.5g}+-2%"], surrogate=str(surrogate),
+                      screen_top=0, variant_screen=6, noise_variants=3, porosity_shift=0.0, n_candidates=3),
+           log=lambda *a: None)
+    rows = pd.read_csv(out / "results.csv")
+    var = rows[rows["noise_seed"] > 0]
+    assert len(var) >= 1 and var["noise_seed"].between(1, 6).all()
+    # the surrogate's ranking of the six variants, by their k_xx error (porosity holds by construction)
+    bundle = load_bundle(str(trained["ckpt"]))
+    sur = load_design_surrogate(str(surrogate), bundle.cfg)
+    z = var[[f"z{d}" for d in range(bundle.model.latent_dim)]].to_numpy(float)
+    assert np.allclose(z, z[:1])  # variants of one latent: the search's best
+    delivery = Delivery(bundle.model, bundle.norm, build_targets([f"porosity={phi:.4f},k_xx={kxx:.5g}+-2%"])[0])
+    est = {s: sur.predict(delivery(z[0], s)[0].im[None])[0]["k_xx"] for s in range(1, 7)}
+    ranked = sorted(est, key=lambda s: abs(np.log(est[s] / kxx)))
+    assert set(var["noise_seed"]) <= set(ranked[:3])  # three solver calls: the three best estimates
+    for _, row in var.iterrows():  # each variant's own surrogate estimate, recorded beside the solver's
+        im = read_volume(out / row["tif"])
+        assert np.isclose(row["sur_k_xx"], sur.predict(im[None])[0]["k_xx"], rtol=1e-5)
+        assert np.isclose(row["sur_k_xx"], est[int(row["noise_seed"])], rtol=1e-5)
+
+
 def test_same_seed_gives_identical_results_with_decoder_aware_objectives(trained, surrogate, tmp_path):
     from inverse.design import design
 
@@ -762,16 +801,34 @@ def test_bench_seeds_run_apart_combine_into_one_report(trained, tmp_path):
     assert "missing: no results.md and records.csv" in res.stderr
 
 
+def _assert_variants_redrawn(ckpt, spec: str, out, var: pd.DataFrame, texture: str) -> None:
+    """Every delivered variant (rows of ``var``) is what Delivery(variant_texture=texture) gives again
+    for its code, noise seed and porosity shift, not Gaussian noise field `seed`; the search's own
+    structure (seed 0) is the Gaussian prior's either way."""
+    from inverse.delivered import Delivery
+    from inverse.model_source import load_bundle
+    from inverse.targets import build_targets
+
+    bundle = load_bundle(str(ckpt))
+    target = build_targets([spec])[0]
+    learned = Delivery(bundle.model, bundle.norm, target, variant_texture=texture)
+    gauss = Delivery(bundle.model, bundle.norm, target)
+    for _, row in var.iterrows():
+        z = row[[f"z{d}" for d in range(bundle.model.latent_dim)]].to_numpy(float)
+        seed, shift = int(row["noise_seed"]), float(row["porosity_shift"])
+        im = read_volume(out / row["tif"])
+        assert np.array_equal(learned(z, seed, shift)[0].im, im)
+        assert not np.array_equal(gauss(z, seed, shift)[0].im, im)  # not noise field `seed`
+        assert np.array_equal(learned(z)[0].im, gauss(z)[0].im)  # the search's own structure: the prior's
+
+
 def test_texture_variants_wear_the_stored_textures_of_training_structures(trained, tmp_path):
     """texture: variants: the search decodes with the Gaussian texture prior, variant k with the
     stored texture of the k-th nearest training code; a variant estimated to hit ranks first."""
     import torch
 
     from data_pipeline.dataset import VoxelDataset
-    from inverse.delivered import Delivery
     from inverse.design import design
-    from inverse.model_source import load_bundle
-    from inverse.targets import build_targets
     from models.checkpoint import load_model, read_metrics, write_checkpoint
 
     model, cfg, norm = load_model(trained["ckpt"])
@@ -795,20 +852,47 @@ def test_texture_variants_wear_the_stored_textures_of_training_structures(traine
     rows = pd.read_csv(out / "results.csv").sort_values("candidate")
     var = rows[rows["noise_seed"] > 0]
     assert len(var) >= 1 and (var["texture"] == "bank").all() and (rows[rows["noise_seed"] == 0]["texture"] == "prior").all()
-    bundle = load_bundle(str(ckpt))
-    target = build_targets([spec])[0]
-    bank = Delivery(bundle.model, bundle.norm, target, variant_texture="bank")
-    gauss = Delivery(bundle.model, bundle.norm, target)
-    for _, row in var.iterrows():
-        z = row[[f"z{d}" for d in range(bundle.model.latent_dim)]].to_numpy(float)
-        seed, shift = int(row["noise_seed"]), float(row["porosity_shift"])
-        im = read_volume(out / row["tif"])
-        assert np.array_equal(bank(z, seed, shift)[0].im, im)  # the (seed)-th nearest stored texture
-        assert not np.array_equal(gauss(z, seed, shift)[0].im, im)  # not noise field `seed`
-        assert np.array_equal(bank(z)[0].im, gauss(z)[0].im)  # the search's own structure: the prior's
+    _assert_variants_redrawn(ckpt, spec, out, var, "bank")  # the (seed)-th nearest stored texture
     # variants estimated to hit (the search's estimate: the solver) come first, before the search's own
     est_hit = [(r["noise_seed"] > 0 and abs(r["pred_porosity"] - y[0, 0]) <= 0.02
                 and abs(r["pred_k_xx"] / y[0, 1] - 1) <= 0.5) for _, r in rows.iterrows()]
     assert est_hit[0] and est_hit == sorted(est_hit, reverse=True), est_hit
     with pytest.raises(ValueError, match="texture"):
         design_cfg(trained, tmp_path / "bad", texture="bank")
+
+
+def test_diffusion_variants_wear_textures_of_the_learned_prior(trained, tmp_path):
+    """texture: diffusion: the search decodes with the Gaussian texture prior, variant k with a
+    texture drawn with seed k from the learned texture prior stored in the checkpoint; a model
+    without one is refused by name."""
+    import shutil
+
+    from data_pipeline.dataset import VoxelDataset
+    from inverse.design import design
+    from models.checkpoint import load_model
+    from models.texture_diffusion import (TextureDiffusionConfig, fit_texture_diffusion, save_texture_diffusion,
+                                          training_residuals)
+
+    with pytest.raises(ValueError, match="learned texture prior"):  # the fixture's model holds none
+        design(design_cfg(trained, tmp_path / "none", targets=["porosity=0.5,k_xx=0.1"], texture="diffusion"),
+               log=lambda *a: None)
+    model, cfg, norm = load_model(trained["ckpt"])
+    train = VoxelDataset(trained["data"], "train", cfg.properties, fractions=tuple(cfg.split_fractions))
+    codes, res = training_residuals(model, np.asarray(train.volumes()), augment=0)
+    dcfg = TextureDiffusionConfig(channels=[4, 8, 8], cond_width=16, timesteps=50, sample_steps=5, steps=20, seed=0)
+    diff, _ = fit_texture_diffusion(codes, res, dcfg)
+    ckpt = tmp_path / "with_diffusion"
+    shutil.copytree(trained["ckpt"], ckpt)
+    save_texture_diffusion(diff, ckpt)
+    assert load_model(ckpt)[0].texture_diffusion is not None
+
+    y = train.targets
+    spec = f"porosity={float(y[0, 0]):.4f}+-0.02,k_xx={float(y[0, 1]):.5g}+-50%"
+    out = tmp_path / "diffusion"
+    design(design_cfg(trained, out, model=str(ckpt), targets=[spec], texture="diffusion", n_candidates=3,
+                      noise_variants=4), log=lambda *a: None)
+    rows = pd.read_csv(out / "results.csv")
+    var = rows[rows["noise_seed"] > 0]
+    assert len(var) >= 1 and (var["texture"] == "diffusion").all()
+    assert (rows[rows["noise_seed"] == 0]["texture"] == "prior").all()
+    _assert_variants_redrawn(ckpt, spec, out, var, "diffusion")  # drawn again with its seed: the same

@@ -129,3 +129,34 @@ def test_training_residuals_encode_each_symmetric_copy():
     x = torch.from_numpy(vols.astype(np.float32)).unsqueeze(1)
     assert torch.allclose(codes[:5], model.encode(x)[0].detach(), atol=1e-5)
     assert not torch.allclose(codes[5:10], codes[:5])  # the copies are transformed, and encoded as such
+
+
+def test_decode_with_an_attached_prior_is_seeded_and_stored_with_the_checkpoint(tmp_path):
+    from models.checkpoint import Normalizer, load_model, write_checkpoint
+    from models.config import PVAEConfig
+
+    cfg = PVAEConfig(dims=2, input_size=16, channels=[8, 16], latent_dim=4, spatial_channels=2, spatial_stage=1,
+                     properties=["porosity"])
+    torch.manual_seed(0)
+    model = PVAE.from_config(cfg).eval()
+    z = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="no texture diffusion attached"):
+        model.decode(z, noise=1, texture="diffusion")
+    with pytest.raises(ValueError, match="does not fit"):  # another latent size
+        model.attach_texture_diffusion(TextureDiffusion(2, 2, 8, 5))
+    x = (torch.rand(12, 1, 16, 16) > 0.5).float()
+    codes, res = model.texture_residuals(x)
+    diff, _ = fit_texture_diffusion(codes, res, TextureDiffusionConfig(channels=[4, 8, 8], cond_width=16,
+                                                                       timesteps=50, sample_steps=5, steps=5))
+    model.attach_texture_diffusion(diff)
+    assert not any(n.startswith("texture_diffusion") for n in model.state_dict())  # not part of the pVAE's weights
+    with torch.no_grad():
+        a, b, c = (model.decode(z, noise=s, texture="diffusion") for s in (1, 1, 2))
+        one = model.decode(z[1:2], noise=1, texture="diffusion")
+    assert a.shape == (3, 1, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)
+    assert torch.allclose(one, a[1:2], atol=1e-4)  # a row's texture does not depend on the rows beside it
+    folder = write_checkpoint(tmp_path / "ckpt", model, cfg, Normalizer(["porosity"], [0.5], [0.1], [False]), {})
+    save_texture_diffusion(diff, folder)
+    back = load_model(folder)[0]
+    with torch.no_grad():
+        assert torch.allclose(back.decode(z, noise=1, texture="diffusion"), a, atol=1e-5)
