@@ -238,6 +238,7 @@ def variant_diversity(checkpoint: str, dataset: str, n_codes: int = 8, n_variant
     from data_pipeline.dataset import VoxelDataset
     from inverse.delivered import decode_probabilities
     from inverse.evaluation import phase_iou
+    from models.binarize import binarize_at
     from models.checkpoint import load_model
 
     model, cfg, _ = load_model(checkpoint)
@@ -251,12 +252,10 @@ def variant_diversity(checkpoint: str, dataset: str, n_codes: int = 8, n_variant
     for tex in sources:
         pairs = []
         for z in mu:
-            p0 = decode_probabilities(model, z[None], 0)[0]  # (*shape)
-            phi = float((p0 > 0.5).mean())
-            ims = []
-            for k in range(1, n_variants + 1):
-                p = decode_probabilities(model, z[None], k, texture=None if tex == "prior" else tex)[0]
-                ims.append(p > np.quantile(p, 1 - phi))
+            phi = float((decode_probabilities(model, z[None], 0) > 0.5).mean())  # variant 0's porosity
+            probs = np.concatenate([decode_probabilities(model, z[None], k, texture=None if tex == "prior" else tex)
+                                    for k in range(1, n_variants + 1)])  # (n_variants, *shape)
+            ims = list(binarize_at(torch.from_numpy(probs), phi).numpy())
             pairs += [phase_iou(ims[i], ims[j], shifts=True) for i in range(len(ims)) for j in range(i + 1, len(ims))]
         pairs = np.asarray(pairs)
         out[tex] = {"median_iou": float(np.median(pairs)), "distinct_share": float(np.mean(pairs <= 0.5))}

@@ -409,21 +409,21 @@ def select_step(cfg: DesignConfig, target: Target, method: str, res: SearchResul
         own = delivery(own_z)  # delivered structures (decoded, binarized, cleaned) in one batch; cached
     if (distinct and not screen and idx and cfg.noise_variants > 0 and has_noise(obj.model)
             and isinstance(obj, DeliveredObjective)):
-        bank = cfg.texture != "prior"
+        learned = cfg.texture != "prior"
         # with learned textures (bank, diffusion), variants are tried until they alone give n_candidates
         # distinct hits
-        own_hits = [] if bank else [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit]
+        own_hits = [] if learned else [d.im for d, hit in zip(own, obj.predicted_hit(own_z)) if hit]
         seeds = None
         if surrogate is not None and cfg.variant_screen > 0:
             seeds, variant_sur = screened_variant_seeds(cfg, obj, objective, surrogate, delivery, own_z[0])
             res.info["variants_screened"] = len(seeds)
         entries += variant_entries(cfg, target, obj, own_z[0], order[0], own_hits, seeds)
-        if bank:  # an estimated hit in a learned texture first (inside the morphology
+        if learned:  # an estimated hit in a learned texture first (inside the morphology
             # bands, if any), then best objective first
-            def bank_hit(e) -> bool:
+            def learned_hit(e) -> bool:
                 return (e[1] > 0 and bool(obj.hits_of(obj.predict_variants(own_z[:1], e[1], e[2]))[0])
                         and float(obj.morphology_penalty(own_z[:1], e[1], e[2])[0]) == 0.0)
-            entries.sort(key=lambda e: (not bank_hit(e), e[3], e[1] > 0))
+            entries.sort(key=lambda e: (not learned_hit(e), e[3], e[1] > 0))
         else:
             entries.sort(key=lambda e: (e[3], e[1] > 0))  # best objective first; the search's own on ties
     res.info["variant_solver_calls"] = int(getattr(obj, "solver_calls", 0)) - calls0
