@@ -277,7 +277,11 @@ def design_slices(out: str, design_dirs: list[str], dataset: str, n_targets: int
 
     runs = {d: pd.read_csv(Path(d) / "results.csv") for d in design_dirs}
     # a bench run's folder <out>/design/<set>/seed<n> is named by <out>
-    labels = {d: Path(d).parents[2].name if Path(d).parents[1].name == "design" else Path(d).name for d in design_dirs}
+    def label(d: str) -> str:
+        parts = Path(d).resolve().parts
+        return parts[-4] if len(parts) >= 4 and parts[-3] == "design" else parts[-1]
+
+    labels = {d: label(d) for d in design_dirs}
     first = next(iter(runs.values()))
     tids = [t for t in first.loc[first["reference"].notna(), "target_id"].unique()][:n_targets]
     groups = {d: {t: g[g["method"] == method].sort_values("candidate") for t, g in r.groupby("target_id")}
@@ -300,7 +304,7 @@ def design_slices(out: str, design_dirs: list[str], dataset: str, n_targets: int
                 c += 1
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle("mid-slices, pore white: the target's sample, then each run's candidates "
+    fig.suptitle("mid-slices, pore white: the target's sample, then each run's candidates\n"
                  "(texture/noise seed; k: verified k_xx error; ss: specific surface / the sample's)", fontsize=9)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
